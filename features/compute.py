@@ -1,0 +1,119 @@
+"""Per-clip feature computation: one decode, one STFT per (rate, window, hop) family, every
+requested setting derived from them. Pure functions, run inside the extractor's workers."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile
+
+from features.settings import FeatureSetting
+
+STORED_DTYPE = np.float16  # halves store size and memory; features are log-compressed, so 3 digits suffice
+
+
+class DecodeError(Exception):
+    """The file is empty, corrupt or not audio: the clip is skipped and reported, not fatal."""
+
+
+@dataclass(frozen=True)
+class StftFamily:
+    """Settings that share one power spectrogram: same rate and window, hops multiples of `hop`."""
+
+    sample_rate: int
+    n_fft: int
+    hop: int
+    settings: tuple[FeatureSetting, ...]
+
+
+def plan_stfts(settings: list[FeatureSetting]) -> list[StftFamily]:
+    """Group settings so each STFT is computed once.
+
+    Kind, bins and compression are cheap on top of a power spectrogram; a hop that is a multiple of
+    a finer hop with the same window takes every n-th frame of the finer one (centred frames sit at
+    multiples of the hop, so this is exact).
+    """
+    families: dict[tuple[int, int, int], list[FeatureSetting]] = {}
+    for setting in sorted(settings, key=lambda s: (s.sample_rate, s.n_fft, s.hop_length)):
+        window = (setting.sample_rate, setting.n_fft)
+        bases = [hop for (rate, fft, hop) in families if (rate, fft) == window]
+        base = next((hop for hop in bases if setting.hop_length % hop == 0), setting.hop_length)
+        families.setdefault((*window, base), []).append(setting)
+    return [StftFamily(rate, fft, hop, tuple(group)) for (rate, fft, hop), group in families.items()]
+
+
+def decode(path: Path, sample_rates: set[int]) -> dict[int, np.ndarray]:
+    """Decode once (mono, float32), resample once per requested rate."""
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        audio, native_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+    except soundfile.LibsndfileError:
+        audio, native_rate = _decode_with_librosa(path)
+    if audio.size == 0:
+        raise DecodeError("no audio samples")
+    if not np.isfinite(audio).all():
+        raise DecodeError("audio contains NaN or infinite samples")
+    return {rate: _resample(audio, native_rate, rate) for rate in sample_rates}
+
+
+def _decode_with_librosa(path: Path) -> tuple[np.ndarray, int]:
+    # Formats libsndfile cannot read (mp3 in some builds, odd .au variants) go through audioread.
+    try:
+        with warnings.catch_warnings():  # librosa warns before falling back; the error says it all
+            warnings.simplefilter("ignore")
+            audio, rate = librosa.load(path, sr=None, mono=True)
+    except Exception as err:  # librosa raises many types for non-audio input
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise DecodeError(f"not readable as audio ({detail})") from err
+    return audio.astype(np.float32), int(rate)
+
+
+def _resample(audio: np.ndarray, native_rate: int, rate: int) -> np.ndarray:
+    if native_rate == rate:
+        return audio
+    return librosa.resample(audio, orig_sr=native_rate, target_sr=rate)
+
+
+def compute_features(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily]) -> dict[str, np.ndarray]:
+    """Every planned setting's feature matrix `(bins, frames)`, keyed by setting name."""
+    out: dict[str, np.ndarray] = {}
+    for family in plan:
+        audio = audio_by_rate[family.sample_rate]
+        power = np.abs(librosa.stft(audio, n_fft=family.n_fft, hop_length=family.hop)) ** 2
+        for setting in family.settings:
+            step = setting.hop_length // family.hop
+            frames = 1 + len(audio) // setting.hop_length
+            out[setting.name] = feature_from_power(power[:, ::step][:, :frames], setting).astype(STORED_DTYPE)
+    return out
+
+
+def feature_from_power(power: np.ndarray, setting: FeatureSetting) -> np.ndarray:
+    """One setting's features from a power spectrogram with its rate, window and hop."""
+    if setting.kind == "chroma":
+        # tuning=0: no per-clip pitch tracking, so the same note maps to the same bin in every clip.
+        return librosa.feature.chroma_stft(
+            S=power, sr=setting.sample_rate, n_fft=setting.n_fft, n_chroma=setting.n_bins, tuning=0.0
+        )
+    n_mels = setting.n_bins if setting.kind == "mel" else MFCC_MEL_BANDS
+    mel = _mel_filterbank(setting.sample_rate, setting.n_fft, n_mels) @ power
+    if setting.kind == "mfcc":
+        return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=setting.n_bins)
+    if setting.compression == "log10_1p":
+        return np.log10(1 + 10 * mel)  # the homework's compression
+    return librosa.power_to_db(mel)
+
+
+MFCC_MEL_BANDS = 128  # mel bands the MFCCs are taken from
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    # librosa.feature.melspectrogram rebuilds this matrix on every call; it is the same for every clip.
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)

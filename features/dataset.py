@@ -1,0 +1,141 @@
+"""The dataset layout: `<root>/<genre>/<genre>.NNNNN.wav` (or `.au`) with split lists at the root.
+
+Real GTZAN and the built-in synthetic set share this layout. Classes come from the split lists'
+folder names, sorted, so any dataset in this layout works; nothing here knows the genres.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "valid", "test")
+SPLIT_FILES = {split: f"{split}_filtered.txt" for split in SPLIT_NAMES}
+# The project's copy of the fault-filtered 8-genre lists, used when a root has none of its own.
+PROJECT_SPLITS_DIR = Path(__file__).resolve().parent / "splits"
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+AUDIO_FALLBACK_SUFFIXES = (".au",)  # GTZAN's original format; a listed .wav may exist only as .au
+
+
+@dataclass(frozen=True)
+class Clip:
+    clip_id: str  # "jazz/jazz.00054": the listed name without its extension
+    path: Path  # the resolved audio file
+    label: int  # index into Dataset.classes
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    classes: tuple[str, ...]
+    splits: dict[str, tuple[Clip, ...]]
+    split_lists: Path  # the folder the split lists came from
+    missing: tuple[str, ...]  # listed clips not found on disk, left out
+
+    @property
+    def synthetic(self) -> bool:
+        return (self.root / SYNTHETIC_MARKER).is_file()
+
+    def all_clips(self) -> list[Clip]:
+        return [clip for split in SPLIT_NAMES for clip in self.splits[split]]
+
+    def fingerprint(self) -> str:
+        """Changes when any split list or listed file changes (path, size, modification time)."""
+        digest = hashlib.sha256()
+        for split in SPLIT_NAMES:
+            digest.update((self.split_lists / SPLIT_FILES[split]).read_bytes())
+        for clip in self.all_clips():
+            stat = clip.path.stat()
+            digest.update(f"{clip.path.relative_to(self.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """What every output records about the data it came from."""
+        return {
+            "root": str(self.root),
+            "synthetic": self.synthetic,
+            "fingerprint": self.fingerprint(),
+            "split_lists": str(self.split_lists),
+            "classes": list(self.classes),
+            "counts": {split: len(self.splits[split]) for split in SPLIT_NAMES},
+            "generator": self.generator_settings(),
+        }
+
+    def generator_settings(self) -> dict | None:
+        marker = self.root / SYNTHETIC_MARKER
+        return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Parse the split lists and resolve every listed clip; bad input raises `UserError`."""
+    root = Path(root).expanduser().resolve()
+    expected = "a folder with <genre>/<genre>.NNNNN.wav files and train/valid/test_filtered.txt"
+    if not root.is_dir():
+        raise UserError(f"data root {root} does not exist or is not a folder (expected {expected})")
+    split_lists = _split_lists_folder(root)
+    listed = {split: _read_split_list(split_lists / SPLIT_FILES[split]) for split in SPLIT_NAMES}
+    classes = tuple(sorted({name.split("/")[0] for names in listed.values() for name in names}))
+    splits: dict[str, tuple[Clip, ...]] = {}
+    missing: list[str] = []
+    for split, names in listed.items():
+        clips = []
+        for name in names:
+            path = _resolve_audio(root / name)
+            if path is None:
+                missing.append(name)
+            else:
+                clips.append(Clip(str(Path(name).with_suffix("")), path, classes.index(name.split("/")[0])))
+        splits[split] = tuple(clips)
+    if not any(splits.values()):
+        raise UserError(f"data root {root} holds none of the {len(missing)} listed audio files (expected {expected})")
+    if missing:
+        log.warning("%d listed clips are missing under %s and left out: %s", len(missing), root, _first(missing))
+    for split, clips in splits.items():
+        if not clips:
+            raise UserError(f"split {split} of {root} is empty: none of its listed clips exist")
+    return Dataset(root, classes, splits, split_lists, tuple(missing))
+
+
+def _split_lists_folder(root: Path) -> Path:
+    present = [split for split in SPLIT_NAMES if (root / SPLIT_FILES[split]).is_file()]
+    if len(present) == len(SPLIT_NAMES):
+        return root
+    if present:
+        absent = [SPLIT_FILES[s] for s in SPLIT_NAMES if s not in present]
+        raise UserError(f"data root {root} has some split lists but not {', '.join(absent)}")
+    log.info("%s has no split lists: using the project's fault-filtered 8-genre split", root)
+    return PROJECT_SPLITS_DIR
+
+
+def _read_split_list(path: Path) -> list[str]:
+    names = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("/")
+        if len(parts) != 2 or not all(parts):
+            raise UserError(f"{path}:{number}: expected 'genre/file.wav', got {line!r}")
+        names.append(line)
+    return names
+
+
+def _resolve_audio(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    for suffix in AUDIO_FALLBACK_SUFFIXES:
+        if path.with_suffix(suffix).is_file():
+            return path.with_suffix(suffix)
+    return None
+
+
+def _first(names: list[str], count: int = 5) -> str:
+    more = f", … ({len(names) - count} more)" if len(names) > count else ""
+    return ", ".join(names[:count]) + more

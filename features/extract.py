@@ -1,0 +1,136 @@
+"""Building feature stores: every clip decoded once, every requested setting computed from that
+decode, clips spread over worker processes, one writer owning the HDF5 files.
+
+    python -m features.extract --data DIR --space SPACE.yaml [--stores DIR] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from common.errors import UserError, exit_on_user_error
+from features.compute import DecodeError, StftFamily, compute_features, decode, plan_stfts
+from features.dataset import Clip, Dataset, load_dataset
+from features.settings import FeatureSetting
+from features.writer import StoreWriter, is_current, remove_stale_partials, store_path
+
+log = logging.getLogger(__name__)
+
+
+def build_stores(
+    dataset: Dataset,
+    settings: list[FeatureSetting],
+    stores_dir: Path,
+    workers: int | None = None,
+) -> dict[FeatureSetting, Path]:
+    """Make sure a current store exists for every setting; build the missing or outdated ones."""
+    stores_dir = Path(stores_dir)
+    stores_dir.mkdir(parents=True, exist_ok=True)
+    described = dataset.describe()
+    paths = {setting: store_path(stores_dir, setting) for setting in settings}
+    todo = [s for s in settings if not is_current(paths[s], described["fingerprint"], s)]
+    for setting in settings:
+        if setting not in todo:
+            tqdm.write(f"store {paths[setting].name}: up to date, reused")
+    if todo:
+        remove_stale_partials(stores_dir)
+        _build(dataset, described, todo, [paths[s] for s in todo], workers)
+    return paths
+
+
+def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path], workers: int | None) -> None:
+    writers = [StoreWriter(path, setting, dataset, described) for setting, path in zip(settings, paths)]
+    clips = dataset.all_clips()
+    try:
+        results = _extract_all(clips, plan_stfts(settings), workers)
+        for clip, (features, error) in tqdm(
+            zip(clips, results), total=len(clips), desc=f"extracting {len(settings)} setting(s)", unit="clip"
+        ):
+            for writer in writers:
+                writer.add(clip, features[writer.setting.name] if features else None, error)
+        for writer in writers:
+            writer.finish()
+    finally:
+        for writer in writers:
+            writer.abort()  # no-op for finished writers; removes the partial file of the others
+    _report_skipped(writers[0].skipped)
+
+
+def _extract_all(clips: list[Clip], plan: list[StftFamily], workers: int | None) -> Iterator[tuple]:
+    """(features by setting name, None) or (None, reason) per clip, in clip order."""
+    jobs = [clip.path for clip in clips]
+    workers = workers or os.cpu_count() or 1
+    _init_worker(plan)
+    _extract_one(None)  # warm librosa up once here; forked workers inherit it
+    if workers == 1:
+        yield from map(_extract_one, jobs)
+        return
+    # fork: workers start in milliseconds with librosa already imported and warm (spawn costs
+    # seconds per worker). Stores are built before Ray or any torch thread pool starts.
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_init_worker, initargs=(plan,)) as pool:
+        yield from pool.imap(_extract_one, jobs, chunksize=2)
+
+
+_PLAN: list[StftFamily] = []
+
+
+def _init_worker(plan: list[StftFamily]) -> None:
+    global _PLAN
+    _PLAN = plan
+
+
+def _extract_one(path: Path | None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    rates = {family.sample_rate for family in _PLAN}
+    try:
+        if path is None:
+            audio = {rate: np.zeros(rate, dtype=np.float32) for rate in rates}
+        else:
+            audio = decode(path, rates)
+    except DecodeError as err:
+        return None, str(err)
+    return compute_features(audio, _PLAN), None
+
+
+def _report_skipped(skipped: list[dict[str, str]]) -> None:
+    if skipped:
+        listed = "; ".join(f"{s['clip']}: {s['reason']}" for s in skipped[:5])
+        more = f"; … ({len(skipped) - 5} more, listed in the store)" if len(skipped) > 5 else ""
+        log.warning("skipped %d unreadable clip(s): %s%s", len(skipped), listed, more)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m features.extract", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="dataset root (default: $GTZAN_DIR, ~/gtzan, or the synthetic set)")
+    parser.add_argument("--space", required=True, help="space file (path, or a name in spaces/)")
+    parser.add_argument("--stores", help="folder for the stores (default: a per-dataset cache folder)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    from features.locate import default_stores_dir, resolve_data_root
+    from search.space_file import feature_settings_of_space
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    args = parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    settings = feature_settings_of_space(args.space)
+    dataset = load_dataset(resolve_data_root(args.data))
+    stores_dir = Path(args.stores) if args.stores else default_stores_dir(dataset.root)
+    for path in build_stores(dataset, settings, stores_dir, args.workers).values():
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

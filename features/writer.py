@@ -1,0 +1,166 @@
+"""Writing one store: into a temporary file, renamed into place only when complete, so an
+interrupted build (Ctrl-C, kill -9) never leaves a file a later run takes for finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import h5py
+import librosa
+import numpy as np
+import soundfile
+
+from features.dataset import SPLIT_NAMES, Clip, Dataset
+from features.settings import FeatureSetting
+from features.store import STORE_FORMAT_VERSION
+
+PARTIAL_MARK = ".partial-"
+STD_FLOOR = 1e-5  # a constant bin (silence, padding) must not divide by zero when normalising
+
+
+def store_path(stores_dir: Path, setting: FeatureSetting) -> Path:
+    return Path(stores_dir) / f"{setting.name}.h5"
+
+
+def is_current(path: Path, fingerprint: str, setting: FeatureSetting) -> bool:
+    """A finished store of this format, for this setting, built from this exact dataset."""
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = f.attrs
+            return bool(
+                attrs.get("complete")
+                and attrs.get("format_version") == STORE_FORMAT_VERSION
+                and json.loads(attrs["dataset"])["fingerprint"] == fingerprint
+                and json.loads(attrs["setting"]) == setting.to_dict()
+            )
+    except (OSError, KeyError, ValueError):
+        return False  # unreadable or foreign file: rebuild it
+
+
+def remove_stale_partials(stores_dir: Path) -> None:
+    """Delete temporary files left by builds that died (their process no longer runs)."""
+    for partial in Path(stores_dir).glob(f"*{PARTIAL_MARK}*"):
+        pid = partial.name.rsplit(PARTIAL_MARK, 1)[1]
+        if not (pid.isdigit() and _process_alive(int(pid))):
+            partial.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StoreWriter:
+    """Receives clips in order, writes each split's rows, keeps train-only per-bin statistics."""
+
+    def __init__(self, path: Path, setting: FeatureSetting, dataset: Dataset, described: dict):
+        self.path, self.setting, self.described = Path(path), setting, described
+        self.temp_path = self.path.with_name(f"{self.path.name}{PARTIAL_MARK}{os.getpid()}")
+        self.file: h5py.File | None = h5py.File(self.temp_path, "w")
+        self.split_of = {clip.clip_id: split for split in SPLIT_NAMES for clip in dataset.splits[split]}
+        self.capacity = {split: len(dataset.splits[split]) for split in SPLIT_NAMES}
+        self.rows: dict[str, list[tuple[str, int, int]]] = {split: [] for split in SPLIT_NAMES}
+        self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
+        self.frame_count = 0
+        self.skipped: list[dict[str, str]] = []
+        self.classes = dataset.classes
+
+    def add(self, clip: Clip, features: np.ndarray | None, error: str | None) -> None:
+        if features is None:
+            self.skipped.append({"clip": clip.clip_id, "file": str(clip.path), "reason": error or "unknown"})
+            return
+        split = self.split_of[clip.clip_id]
+        data = self._dataset(split, features.shape[1])
+        if features.shape[1] > data.shape[2]:
+            data.resize(features.shape[1], axis=2)  # a longer clip: the others are zero-padded
+        row = len(self.rows[split])
+        data[row, :, : features.shape[1]] = features
+        self.rows[split].append((clip.clip_id, clip.label, features.shape[1]))
+        if split == "train":
+            values = features.astype(np.float64)
+            self.sums += (values.sum(axis=1), (values**2).sum(axis=1))
+            self.frame_count += features.shape[1]
+
+    def _dataset(self, split: str, frames: int) -> h5py.Dataset:
+        assert self.file is not None
+        if split not in self.file:
+            bins = self.setting.n_bins
+            self.file.create_group(split).create_dataset(
+                "features",
+                shape=(self.capacity[split], bins, frames),
+                maxshape=(self.capacity[split], bins, None),
+                chunks=(1, bins, min(frames, 2048)),
+                dtype=np.float16,
+                fillvalue=0,
+            )
+        return self.file[split]["features"]
+
+    def finish(self) -> None:
+        """Write index arrays, statistics and metadata, then rename into place."""
+        from common.errors import UserError
+
+        assert self.file is not None
+        for split in SPLIT_NAMES:
+            if not self.rows[split]:
+                raise UserError(f"split {split} of {self.described['root']} has no readable clips")
+            self._write_index(split)
+        mean = self.sums[0] / self.frame_count
+        std = np.sqrt(np.maximum(self.sums[1] / self.frame_count - mean**2, 0))
+        self.file.create_dataset("stats/mean", data=mean.astype(np.float32))
+        self.file.create_dataset("stats/std", data=np.maximum(std, STD_FLOOR).astype(np.float32))
+        self._write_attrs()
+        self.file.close()
+        self.file = None
+        os.replace(self.temp_path, self.path)
+
+    def _write_index(self, split: str) -> None:
+        assert self.file is not None
+        group = self.file[split]
+        ids, labels, lengths = zip(*self.rows[split])
+        group["features"].resize(len(ids), axis=0)
+        group.create_dataset("clip_ids", data=np.array(ids, dtype=h5py.string_dtype()))
+        group.create_dataset("labels", data=np.array(labels, dtype=np.int16))
+        group.create_dataset("lengths", data=np.array(lengths, dtype=np.int32))
+
+    def _write_attrs(self) -> None:
+        assert self.file is not None
+        meta = {
+            "setting": self.setting.to_dict(),
+            "classes": list(self.classes),
+            "dataset": self.described,
+            "versions": _library_versions(),
+            "skipped": self.skipped,
+            "counts": {split: len(rows) for split, rows in self.rows.items()},
+        }
+        for key, value in meta.items():
+            self.file.attrs[key] = json.dumps(value)
+        self.file.attrs["format_version"] = STORE_FORMAT_VERSION
+        self.file.attrs["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.file.attrs["complete"] = True  # written last: a store without it is not finished
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+            self.temp_path.unlink(missing_ok=True)
+
+
+def _library_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "librosa": librosa.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "soundfile": soundfile.__version__,
+    }

@@ -1,0 +1,48 @@
+"""Finding and reading a space file: a path, or a file name in the project's `spaces/` folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.errors import UserError
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
+
+
+def resolve_space_path(space: str | Path) -> Path:
+    """`cnn2d.yaml` finds `spaces/cnn2d.yaml` from anywhere; an existing path is taken as it is."""
+    path = Path(space).expanduser()
+    if path.is_file():
+        return path.resolve()
+    shipped = SPACES_DIR / path.name
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(p.name for p in SPACES_DIR.glob("*.yaml")))
+    raise UserError(f"space file {space} not found (a path, or one of spaces/: {known})")
+
+
+def read_space_file(path: Path) -> dict[str, Any]:
+    """The YAML mapping of a space file; syntax errors name the file and line."""
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    if not isinstance(content, dict):
+        raise UserError(f"{path}: expected a mapping of sections (features, model, ...), got {content!r}")
+    return content
+
+
+def feature_settings_of_space(space: str | Path) -> list:
+    """Every feature setting (one store each) that a space file's `features` section can select."""
+    from features.settings import expand_feature_section
+
+    path = resolve_space_path(space)
+    try:
+        return expand_feature_section(read_space_file(path).get("features"))
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from err

@@ -1,0 +1,182 @@
+"""Feature stores: contents, naming and reuse, skipped files, interrupted builds, rebuilds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import librosa
+import numpy as np
+import pytest
+
+from features.compute import compute_features, plan_stfts
+from features.dataset import load_dataset
+from features.extract import build_stores
+from features.settings import FeatureSetting, expand_feature_section
+from features.store import FeatureStore
+from features.writer import store_path
+from tests.conftest import make_layout, write_tone_clip
+
+REPO = Path(__file__).resolve().parent.parent
+MEL = FeatureSetting()  # the homework's log-mel
+
+
+def build(root: Path, stores: Path, settings: list[FeatureSetting], workers: int = 1) -> dict:
+    return build_stores(load_dataset(root), settings, stores, workers=workers)
+
+
+def test_store_is_self_describing(tiny_root: Path, tmp_path: Path) -> None:
+    path = build(tiny_root, tmp_path / "stores", [MEL])[MEL]
+    store = FeatureStore(path)
+    assert path.name == "mel-sr22050-fft1024-hop512-bins128-log10_1p.h5"
+    assert store.setting == MEL and store.classes == ("blues", "rock", "ska")
+    assert store.dataset["fingerprint"] == load_dataset(tiny_root).fingerprint()
+    assert set(store.meta["versions"]) >= {"librosa", "numpy", "h5py"}
+    train = store.load_split("train")
+    assert train.features.shape == (9, 128, 1 + 2 * 22050 // 512) and train.features.dtype == np.float16
+    assert train.clip_ids[0] == "blues/blues.00000" and list(train.labels[:3]) == [0, 0, 0]
+    audio, _ = librosa.load(tiny_root / "blues/blues.00000.wav", sr=22050)
+    expected = np.log10(1 + 10 * librosa.feature.melspectrogram(y=audio, sr=22050, n_fft=1024, hop_length=512))
+    np.testing.assert_allclose(train.features[0].astype(np.float32), expected, atol=2e-3, rtol=2e-3)
+
+
+def test_normalisation_statistics_from_train_only(tiny_root: Path, tmp_path: Path) -> None:
+    store = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL])[MEL])
+    train = store.load_split("train")
+    frames = np.concatenate([f[:, :n] for f, n in zip(train.features.astype(np.float64), train.lengths)], axis=1)
+    mean, std = store.load_stats()
+    np.testing.assert_allclose(mean, frames.mean(axis=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(std, np.maximum(frames.std(axis=1), 1e-5), rtol=1e-3, atol=1e-5)
+    # Louder valid and test clips must not move the statistics.
+    for name in (tiny_root / "valid_filtered.txt").read_text().split():
+        write_tone_clip(tiny_root / name, 2.0, 3000.0, seed=99)
+    np.testing.assert_array_equal(FeatureStore(build(tiny_root, tmp_path / "s2", [MEL])[MEL]).load_stats()[0], mean)
+
+
+def test_parallel_build_equals_serial(tiny_root: Path, tmp_path: Path) -> None:
+    serial = FeatureStore(build(tiny_root, tmp_path / "a", [MEL], workers=1)[MEL]).load_split("train")
+    parallel = FeatureStore(build(tiny_root, tmp_path / "b", [MEL], workers=2)[MEL]).load_split("train")
+    np.testing.assert_array_equal(serial.features, parallel.features)
+    assert serial.clip_ids == parallel.clip_ids
+
+
+def test_names_differ_and_stores_are_reused(tiny_root: Path, tmp_path: Path) -> None:
+    settings = expand_feature_section(
+        {"hop_length": {"choice": [256, 512]}, "kind": {"choice": ["mel", "mfcc", "chroma"]}}
+    )
+    paths = build(tiny_root, tmp_path / "stores", settings)
+    assert len({p.name for p in paths.values()}) == len(settings) == 6
+    stamps = {p: p.stat().st_mtime_ns for p in paths.values()}
+    again = build(tiny_root, tmp_path / "stores", settings[:2])
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in again.values())
+    assert FeatureStore(paths[settings[4]]).load_split("valid").features.shape[1] == 12  # chroma bins
+
+
+def test_hop_multiple_taken_from_finer_stft_is_exact() -> None:
+    fine, coarse = FeatureSetting(hop_length=256), FeatureSetting(hop_length=1024)
+    assert len(plan_stfts([fine, coarse])) == 1
+    audio = np.random.default_rng(0).standard_normal(22050 * 3).astype(np.float32)
+    shared = compute_features({22050: audio}, plan_stfts([fine, coarse]))[coarse.name]
+    alone = compute_features({22050: audio}, plan_stfts([coarse]))[coarse.name]
+    np.testing.assert_array_equal(shared, alone)
+
+
+def test_corrupt_empty_and_short_files(tiny_root: Path, tmp_path: Path) -> None:
+    (tiny_root / "blues/blues.00001.wav").write_bytes(b"")
+    (tiny_root / "rock/rock.00008.wav").write_text("this is not audio")
+    write_tone_clip(tiny_root / "ska/ska.00015.wav", 0.3, 440.0, seed=1)  # shorter than any segment
+    store = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL])[MEL])
+    reasons = {s["clip"]: s["reason"] for s in store.skipped}
+    assert set(reasons) == {"blues/blues.00001", "rock/rock.00008"}
+    assert "empty" in reasons["blues/blues.00001"] and "not readable" in reasons["rock/rock.00008"]
+    train = store.load_split("train")
+    assert "blues/blues.00001" not in train.clip_ids and len(train) == 9 - 2  # both were train clips
+    short = train.clip_ids.index("ska/ska.00015")
+    assert train.lengths[short] == 1 + int(0.3 * 22050) // 512
+    assert not train.features[short, :, train.lengths[short] :].any()  # zero padding
+
+
+def test_rebuilt_when_dataset_changes(tiny_root: Path, tmp_path: Path) -> None:
+    path = build(tiny_root, tmp_path / "stores", [MEL])[MEL]
+    before = FeatureStore(path).dataset["fingerprint"]
+    write_tone_clip(tiny_root / "blues/blues.00000.wav", 2.5, 330.0, seed=5)
+    FeatureStore(build(tiny_root, tmp_path / "stores", [MEL])[MEL])
+    assert FeatureStore(path).dataset["fingerprint"] != before
+    assert FeatureStore(path).load_split("train").lengths[0] == 1 + int(2.5 * 22050) // 512
+
+
+def test_interrupted_build_leaves_no_store(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
+    from features import writer
+
+    stores = tmp_path / "stores"
+    calls = {"n": 0}
+    original_add = writer.StoreWriter.add
+
+    def add_then_interrupt(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        original_add(self, *args)
+
+    monkeypatch.setattr(writer.StoreWriter, "add", add_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_root, stores, [MEL])
+    assert list(stores.iterdir()) == []  # neither the store nor its partial file
+    monkeypatch.undo()
+    assert len(FeatureStore(build(tiny_root, stores, [MEL])[MEL]).load_split("train")) == 9
+
+
+def test_killed_build_is_completed_by_rerun(tmp_path: Path) -> None:
+    root, stores = tmp_path / "data", tmp_path / "stores"
+    make_layout(root, per_split=(12, 4, 4), seconds=3.0)
+    space = tmp_path / "space.yaml"
+    space.write_text("features: {kind: mel}\n")
+    command = [sys.executable, "-m", "features.extract", "--data", str(root), "--space", str(space)]
+    command += ["--stores", str(stores), "--workers", "1"]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not list(stores.glob("*.partial-*")) and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)  # kill -9: no cleanup runs
+    process.wait()
+    assert list(stores.glob("*.partial-*")), "the build should have been caught mid-way"
+    assert not list(stores.glob("*.h5"))  # nothing a later run could take for finished
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in stores.iterdir()] == [store_path(stores, MEL).name]  # partial file cleaned up
+    with h5py.File(store_path(stores, MEL)) as f:
+        assert json.loads(f.attrs["counts"]) == {"train": 36, "valid": 12, "test": 12}
+
+
+def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("features: {kind: mel}\n")
+    command = [sys.executable, "-m", "features.extract", "--data", str(tmp_path / "missing")]
+    command += ["--space", str(space), "--stores", str(tmp_path / "s")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "missing" in done.stderr
+
+
+def test_space_features_section_errors_name_the_key(tmp_path: Path) -> None:
+    from common.errors import UserError
+    from search.space_file import feature_settings_of_space
+
+    space = tmp_path / "bad.yaml"
+    for section, key in [
+        ("{kind: cqt}", "features.kind"),
+        ("{hop_length: {uniform: [256, 512]}}", "features.hop_length"),
+        ("{hop: 512}", "hop"),
+        ("{mel: {n_mels: 64}}", "n_mels"),
+        ("{kind: {choice: []}}", "features.kind"),
+    ]:
+        space.write_text(f"features: {section}\n")
+        with pytest.raises(UserError, match=key) as err:
+            feature_settings_of_space(space)
+        assert str(space) in str(err.value)
