@@ -52,8 +52,9 @@ def decode(path: Path, sample_rates: set[int]) -> dict[int, np.ndarray]:
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
-        audio, native_rate = soundfile.read(path, dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
+        audio, native_rate = soundfile.read(path, dtype="float32")
+        if audio.ndim == 2:
+            audio = audio.mean(axis=1)  # stereo to mono, as librosa.load does
     except soundfile.LibsndfileError:
         audio, native_rate = _decode_with_librosa(path)
     if audio.size == 0:

@@ -38,11 +38,7 @@ def read_space_file(path: Path) -> dict[str, Any]:
 
 
 def feature_settings_of_space(space: str | Path) -> list:
-    """Every feature setting (one store each) that a space file's `features` section can select."""
-    from features.settings import expand_feature_section
+    """Every feature setting (one store each) that a space file can select."""
+    from search.space import load_space
 
-    path = resolve_space_path(space)
-    try:
-        return expand_feature_section(read_space_file(path).get("features"))
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from err
+    return load_space(space).feature_settings()

@@ -18,9 +18,10 @@ import pytest
 from features.compute import compute_features, plan_stfts
 from features.dataset import load_dataset
 from features.extract import build_stores
-from features.settings import FeatureSetting, expand_feature_section
+from features.settings import FeatureSetting
 from features.store import FeatureStore
 from features.writer import store_path
+from search.space import parse_space
 from tests.conftest import make_layout, write_tone_clip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,9 +68,8 @@ def test_parallel_build_equals_serial(tiny_root: Path, tmp_path: Path) -> None:
 
 
 def test_names_differ_and_stores_are_reused(tiny_root: Path, tmp_path: Path) -> None:
-    settings = expand_feature_section(
-        {"hop_length": {"choice": [256, 512]}, "kind": {"choice": ["mel", "mfcc", "chroma"]}}
-    )
+    section = {"hop_length": {"choice": [256, 512]}, "kind": {"choice": ["mel", "mfcc", "chroma"]}}
+    settings = parse_space({"features": section}, Path("space.yaml")).feature_settings()
     paths = build(tiny_root, tmp_path / "stores", settings)
     assert len({p.name for p in paths.values()}) == len(settings) == 6
     stamps = {p: p.stat().st_mtime_ns for p in paths.values()}

@@ -1,0 +1,307 @@
+"""Space files: the sections of a trial config (features, model, optimizer, schedule, training,
+augment) where any value may be a distribution, plus the `search` settings.
+
+A fixed value is a plain scalar; a distribution is a one-key mapping: `{choice: [...]}`,
+`{uniform: [low, high]}`, `{loguniform: [low, high]}`, `{int: [low, high]}` or
+`{int: [low, high, step]}`. Conditions: a section's selector (`features.kind`, `model.arch`,
+`optimizer.name`, `schedule.name`) picks an option, and a sub-section named after an option applies
+only when that option is chosen (Optuna's define-by-run space), so inapplicable parameters never
+appear in a trial's config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from common.errors import UserError
+from common.typed import from_dict
+from features.settings import KINDS, FeatureSetting
+
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    kind: str  # one of DISTRIBUTIONS
+    args: tuple  # choice: the options; uniform/loguniform: (low, high); int: (low, high[, step])
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        if self.kind == "choice":
+            return trial.suggest_categorical(name, list(self.args))
+        if self.kind == "int":
+            step = self.args[2] if len(self.args) == 3 else 1
+            return trial.suggest_int(name, self.args[0], self.args[1], step=step)
+        return trial.suggest_float(name, self.args[0], self.args[1], log=self.kind == "loguniform")
+
+    def candidates(self) -> list[Any]:
+        """Values to check before any trial runs: every option, or both ends of a range."""
+        return list(self.args) if self.kind == "choice" else list(self.args[:2])
+
+
+def parse_value(value: Any, where: str) -> Any:
+    """A fixed value as it is, or a `Distribution` from a one-key mapping (checked)."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+        raise UserError(f"{where}: a distribution is one of {{{', '.join(DISTRIBUTIONS)}: ...}}, got {value!r}")
+    kind, args = next(iter(value.items()))
+    if not isinstance(args, list) or not args:
+        raise UserError(f"{where}: {kind} needs a non-empty list, got {args!r}")
+    if kind == "choice":
+        return Distribution(kind, tuple(args))
+    return Distribution(kind, _checked_range(kind, args, where))
+
+
+def _checked_range(kind: str, args: list, where: str) -> tuple:
+    sizes = (2, 3) if kind == "int" else (2,)
+    number = int if kind == "int" else (int, float)
+    if len(args) not in sizes or not all(isinstance(a, number) and not isinstance(a, bool) for a in args):
+        shape = "[low, high] or [low, high, step] of integers" if kind == "int" else "[low, high]"
+        raise UserError(f"{where}: {kind} needs {shape}, got {args!r}")
+    low, high = args[0], args[1]
+    if low > high:
+        raise UserError(f"{where}: low {low!r} is above high {high!r}")
+    if kind == "loguniform" and low <= 0:
+        raise UserError(f"{where}: loguniform needs low > 0, got {low!r}")
+    return tuple(args)
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SectionRule:
+    """How one section of a space file maps to its part of the trial config."""
+
+    dataclass_: type
+    selector: str | None = None  # the key whose value picks a sub-section
+    options: tuple[str, ...] = ()  # every value the selector can take
+    into_params: bool = False  # model: the sub-section becomes `params`, not merged keys
+    choices_only: bool = False  # features: each combination is one store, so no continuous ranges
+
+
+@dataclass(frozen=True)
+class SectionSpace:
+    name: str
+    rule: SectionRule
+    values: dict[str, Any]  # key → fixed value or Distribution, shared by every option
+    branches: dict[str, dict[str, Any]]  # option → its own keys
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """This section of one trial's config, asking `trial` (Optuna) for each distribution."""
+        return self._resolve(lambda key, value: _draw(trial, key, value))
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """Every config of this section (all distributions must be choices)."""
+        out: list[dict[str, Any]] = []
+        for option in self._options():
+            fields = {**self.values, **self.branches.get(option, {})}
+            if self.rule.selector:
+                fields[self.rule.selector] = option
+            keys = list(fields)
+            grids = [f.candidates() if isinstance(f, Distribution) else [f] for f in fields.values()]
+            out += [self._shape(dict(zip(keys, combo))) for combo in itertools.product(*grids)]
+        return out
+
+    def _options(self) -> list[Any]:
+        if not self.rule.selector:
+            return [None]
+        chosen = self.values.get(self.rule.selector, _default(self.rule.dataclass_, self.rule.selector))
+        return chosen.candidates() if isinstance(chosen, Distribution) else [chosen]
+
+    def _resolve(self, draw) -> dict[str, Any]:
+        selector = self.rule.selector
+        resolved = {key: draw(f"{self.name}.{key}", value) for key, value in self.values.items()}
+        if not selector:
+            return resolved
+        option = resolved.setdefault(selector, _default(self.rule.dataclass_, selector))
+        branch = self.branches.get(option, {})
+        resolved.update({key: draw(f"{self.name}.{option}.{key}", v) for key, v in branch.items()})
+        return self._shape(resolved)
+
+    def _shape(self, flat: dict[str, Any]) -> dict[str, Any]:
+        if not self.rule.into_params:
+            return flat
+        selector = self.rule.selector
+        return {selector: flat[selector], "params": {k: v for k, v in flat.items() if k != selector}}
+
+
+def _draw(trial: Any, name: str, value: Any) -> Any:
+    return value.suggest(trial, name) if isinstance(value, Distribution) else value
+
+
+def _default(cls: type, key: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == key)
+
+
+def parse_section(name: str, raw: Any, rule: SectionRule) -> SectionSpace:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{name}: expected a mapping, got {raw!r}")
+    fields = {f.name for f in dataclasses.fields(rule.dataclass_)}
+    values: dict[str, Any] = {}
+    branches: dict[str, dict[str, Any]] = {}
+    for key, value in raw.items():
+        if key in rule.options:
+            branches[key] = _parse_branch(name, key, value)
+        elif key in fields and not (rule.into_params and key == "params"):
+            values[key] = parse_value(value, f"{name}.{key}")
+        else:
+            known = sorted((fields - {"params"}) | set(rule.options))
+            raise UserError(f"{name}.{key}: unknown key (known: {', '.join(known)})")
+    section = SectionSpace(name, rule, values, branches)
+    _check_branches_reachable(section)
+    if rule.choices_only:
+        _check_choices_only(section)
+    return section
+
+
+def _parse_branch(section: str, option: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise UserError(f"{section}.{option}: expected the keys that apply when {option} is chosen, got {raw!r}")
+    return {key: parse_value(value, f"{section}.{option}.{key}") for key, value in raw.items()}
+
+
+def _check_choices_only(section: SectionSpace) -> None:
+    for option, keys in [(None, section.values), *section.branches.items()]:
+        for key, value in keys.items():
+            if isinstance(value, Distribution) and value.kind != "choice":
+                where = ".".join(p for p in (section.name, option, key) if p)
+                raise UserError(f"{where}: takes a fixed value or {{choice: [...]}}, not {value.kind} (one store each)")
+
+
+def _check_branches_reachable(section: SectionSpace) -> None:
+    offered = section._options()
+    for option in section.branches:
+        if option not in offered:
+            raise UserError(
+                f"{section.name}.{option}: applies only when {section.name}.{section.rule.selector} is "
+                f"{option!r}, which it never is here (options: {', '.join(map(str, offered))})"
+            )
+
+
+# --- the whole file -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The `search` section: how many trials, what to optimise, ASHA, per-trial resources.
+    Command-line flags override these."""
+
+    num_samples: int = 16  # trials to run
+    max_epochs: int = 20  # every trial's epoch limit, and ASHA's max_t
+    grace_period: int = 2  # ASHA: epochs a trial runs before it can be stopped
+    reduction_factor: int = 3  # ASHA: about 1/reduction_factor of trials go on at each rung
+    seed: int = 0  # seeds Optuna's TPE sampler
+    metric: Literal["valid_clip_acc"] = "valid_clip_acc"  # what ASHA and TPE maximise
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.25  # only where CUDA is present: 0.25 lets four small CNNs share a GPU
+    max_failures: int = 1  # retries of a failed trial, from its last checkpoint
+    keep_checkpoints: int = 2  # per trial; the newest and the best are what resume and report need
+
+    def __post_init__(self) -> None:
+        for key in ("num_samples", "max_epochs", "grace_period", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise UserError(f"search.{key}: {getattr(self, key)!r} must be at least 1")
+        if self.grace_period > self.max_epochs:
+            raise UserError(f"search.grace_period: {self.grace_period} is above search.max_epochs {self.max_epochs}")
+        if self.reduction_factor < 2:
+            raise UserError(f"search.reduction_factor: {self.reduction_factor!r} must be at least 2")
+        if self.cpus_per_trial <= 0 or not 0 <= self.gpus_per_trial <= 1 or self.max_failures < 0:
+            raise UserError("search: cpus_per_trial must be > 0, gpus_per_trial in [0, 1], max_failures >= 0")
+
+
+@dataclass(frozen=True)
+class Space:
+    path: Path
+    sections: dict[str, SectionSpace]
+    search: SearchSettings
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """One trial's full config (a plain nested dict), drawn through Optuna's `trial`."""
+        config = {name: section.suggest(trial) for name, section in self.sections.items()}
+        config["training"]["max_epochs"] = self.search.max_epochs
+        return config
+
+    def feature_settings(self) -> list[FeatureSetting]:
+        """Every feature setting a trial can get: one store each."""
+        settings: list[FeatureSetting] = []
+        for values in self.sections["features"].combinations():
+            setting = FeatureSetting.from_dict(values)
+            if setting not in settings:
+                settings.append(setting)
+        return settings
+
+    def with_search(self, **overrides: Any) -> Space:
+        """A copy with search settings replaced (command-line flags); None means keep."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            return dataclasses.replace(self, search=dataclasses.replace(self.search, **given))
+        except UserError as err:
+            raise UserError(f"{self.path}: {err}") from err
+
+
+def section_rules() -> dict[str, SectionRule]:
+    from models import architecture_names
+    from training import config as trial
+
+    return {
+        "features": SectionRule(FeatureSetting, "kind", KINDS, choices_only=True),
+        "model": SectionRule(trial.ModelConfig, "arch", architecture_names(), into_params=True),
+        "optimizer": SectionRule(trial.OptimizerConfig, "name", typing.get_args(trial.OptimizerName)),
+        "schedule": SectionRule(trial.ScheduleConfig, "name", typing.get_args(trial.ScheduleName)),
+        "training": SectionRule(trial.TrainingConfig),
+        "augment": SectionRule(trial.AugmentConfig),
+    }
+
+
+def parse_space(raw: dict[str, Any], path: Path) -> Space:
+    """Check everything a search needs from a space file; errors name the file and the key."""
+    try:
+        rules = section_rules()
+        unknown = sorted(set(raw) - set(rules) - {"search"})
+        if unknown:
+            raise UserError(f"{', '.join(unknown)}: unknown section (known: {', '.join([*rules, 'search'])})")
+        if "max_epochs" in (raw.get("training") or {}):
+            raise UserError("training.max_epochs: set search.max_epochs instead (every trial's limit and ASHA's)")
+        sections = {name: parse_section(name, raw.get(name), rule) for name, rule in rules.items()}
+        for section in sections.values():
+            _check_candidates(section)
+        space = Space(path, sections, from_dict(SearchSettings, raw.get("search"), "search"))
+        space.feature_settings()
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from err
+    return space
+
+
+def _check_candidates(section: SectionSpace) -> None:
+    """Build the section's config with each candidate value alone, so a bad value (wrong type,
+    out of range, unsupported feature setting) fails now, naming its key, not in a trial."""
+    selector = section.rule.selector
+    for option in section._options():
+        keys = {**section.values, **section.branches.get(option, {})}
+        for key, value in keys.items():
+            for candidate in value.candidates() if isinstance(value, Distribution) else [value]:
+                flat = {key: candidate} if not selector else {selector: option, key: candidate}
+                _validate(section.name, section.rule, section._shape(flat))
+
+
+def _validate(name: str, rule: SectionRule, values: dict[str, Any]) -> None:
+    built = from_dict(rule.dataclass_, values, name)
+    if rule.into_params:
+        from models.registry import parse_params
+
+        parse_params(built.arch, built.params)
+
+
+def load_space(space: str | Path) -> Space:
+    from search.space_file import read_space_file, resolve_space_path
+
+    path = resolve_space_path(space)
+    return parse_space(read_space_file(path), path)
