@@ -1,0 +1,191 @@
+"""One trial's configuration, typed: built from the plain nested dict Ray Tune hands a trial (or a
+YAML file holds) and turned back into one. Every value is checked here, so a bad trial fails with
+one line naming its key before any data is read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from common.errors import UserError
+from common.typed import from_dict, to_dict
+from features.settings import FeatureSetting
+
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+ScheduleName = Literal["plateau", "cosine", "onecycle", "step", "none"]
+
+# Random gain (`augment.gain_db`) in each mel compression's units: 10 dB of power is 10 units of
+# `db` features, and about 1 unit of `log10_1p` features (log10(1 + 10 * mel) ~ 1 + log10(mel) for
+# bins well above the noise floor; quieter bins move less, so the gain is an approximation there).
+GAIN_UNITS_PER_DB = {"db": 1.0, "log10_1p": 0.1}
+
+
+def _fail(key: str, value: Any, why: str) -> UserError:
+    return UserError(f"{key}: {value!r} {why}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise _fail(key, value, "must be a positive number")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise _fail(key, value, "must be zero or positive")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which architecture, and its hyperparameters (checked by `models.build_model`)."""
+
+    arch: str = "cnn2d"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, dict):
+            raise _fail("model.params", self.params, "must be a mapping of hyperparameters")
+        object.__setattr__(self, "params", dict(self.params))  # a copy: the config stays frozen
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """`weight_decay` (L2; decoupled for adamw) and `l1` apply to weight matrices and kernels only,
+    not to biases or normalisation scales. `momentum` is used by sgd and rmsprop, `nesterov` by sgd;
+    a search space may set them for every optimizer, the others ignore them."""
+
+    name: OptimizerName = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    l1: float = 0.0  # coefficient of sum(|w|) added to the training loss
+    momentum: float = 0.9
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("optimizer.lr", self.lr)
+        _non_negative("optimizer.weight_decay", self.weight_decay)
+        _non_negative("optimizer.l1", self.l1)
+        if not 0.0 <= self.momentum < 1.0:
+            raise _fail("optimizer.momentum", self.momentum, "must be in [0, 1)")
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise _fail("optimizer.nesterov", self.nesterov, "needs optimizer.momentum > 0")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How the learning rate moves (see `training.schedules`).
+
+    plateau: times `factor` after `patience` epochs without a lower validation loss.
+    step: times `factor` every `step_size` epochs. cosine / onecycle: over `training.max_epochs`,
+    annealing to `training.min_lr`. none: constant. `warmup_epochs` > 0 ramps any of them up
+    linearly from zero over that many epochs.
+    """
+
+    name: ScheduleName = "plateau"
+    factor: float = 0.2
+    patience: int = 3
+    step_size: int = 10
+    warmup_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.factor < 1.0:
+            raise _fail("schedule.factor", self.factor, "must be in (0, 1): it multiplies the learning rate")
+        if self.patience < 0:
+            raise _fail("schedule.patience", self.patience, "must be zero or positive")
+        if self.step_size < 1:
+            raise _fail("schedule.step_size", self.step_size, "must be at least 1 epoch")
+        if self.warmup_epochs < 0:
+            raise _fail("schedule.warmup_epochs", self.warmup_epochs, "must be zero (off) or positive")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    segment_seconds: float = 3.0  # length of one training / evaluation segment
+    segments_per_clip: int = 8  # random crops of each training clip per epoch
+    batch_size: int = 32
+    max_epochs: int = 100
+    min_lr: float = 1e-5  # plateau and step schedules: stop once the learning rate falls below
+    eval_overlap: float = 0.5  # fraction shared by consecutive validation segments of a clip
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("training.segment_seconds", self.segment_seconds)
+        for key in ("segments_per_clip", "batch_size", "max_epochs"):
+            if getattr(self, key) < 1:
+                raise _fail(f"training.{key}", getattr(self, key), "must be at least 1")
+        _non_negative("training.min_lr", self.min_lr)
+        if not 0.0 <= self.eval_overlap < 1.0:
+            raise _fail("training.eval_overlap", self.eval_overlap, "must be in [0, 1)")
+
+    def segment_frames(self, setting: FeatureSetting) -> int:
+        """Frames in one segment of `setting`'s features (at least 1)."""
+        return max(1, round(self.segment_seconds * setting.frames_per_second))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation of training batches, on normalised features; everything off by default.
+
+    SpecAugment: `time_masks` masks of 0..`time_mask_frames` frames and `freq_masks` masks of
+    0..`freq_mask_bins` bins per example, set to 0 (the training mean after normalisation).
+    mixup: with `mixup_alpha` > 0 each example is blended with another of the batch, weight
+    ~ Beta(alpha, alpha), targets blended alike. gain: with `gain_db` > 0 each example is shifted
+    by a uniform random gain in [-gain_db, +gain_db] dB, i.e. every bin b of the normalised features
+    gets ``gain * units_per_db / std[b]`` added (mel features only; see GAIN_UNITS_PER_DB).
+    """
+
+    time_masks: int = 0
+    time_mask_frames: int = 0
+    freq_masks: int = 0
+    freq_mask_bins: int = 0
+    mixup_alpha: float = 0.0
+    gain_db: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"):
+            if getattr(self, key) < 0:
+                raise _fail(f"augment.{key}", getattr(self, key), "must be zero (off) or positive")
+        _non_negative("augment.mixup_alpha", self.mixup_alpha)
+        _non_negative("augment.gain_db", self.gain_db)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one training run depends on, besides the data."""
+
+    features: FeatureSetting = field(default_factory=FeatureSetting)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.optimizer.lr <= self.training.min_lr:
+            raise UserError(
+                f"optimizer.lr: {self.optimizer.lr!r} must be above training.min_lr "
+                f"({self.training.min_lr!r}), or training would stop before it starts"
+            )
+        if self.augment.gain_db > 0 and self.features.compression not in GAIN_UNITS_PER_DB:
+            raise UserError(
+                f"augment.gain_db: {self.augment.gain_db!r} needs mel features (a gain in dB has no "
+                f"simple effect on {self.features.kind} features); set it to 0"
+            )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> TrialConfig:
+        """From a plain nested dict; missing keys take the defaults, unknown keys are errors."""
+        return from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain nested dict that `from_dict` turns back into an equal config."""
+        return to_dict(self)
+
+    @property
+    def segment_frames(self) -> int:
+        return self.training.segment_frames(self.features)
+
+    @property
+    def gain_units_per_db(self) -> float:
+        """Feature units per dB of gain for this config's features (0 when gain is undefined)."""
+        return GAIN_UNITS_PER_DB.get(self.features.compression, 0.0)

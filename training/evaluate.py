@@ -1,0 +1,89 @@
+"""Clip-level evaluation: each clip is cut into overlapping segments covering it, the model's
+segment probabilities are averaged per clip, and the clip's prediction is the most probable class.
+Used by `fit()` on the validation split, and by the report (test split) and predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from features.store import SplitArrays
+from training.segments import DeviceSplit, eval_segments, gather, prepare_split
+
+
+@dataclass(frozen=True)
+class ClipEvaluation:
+    clip_probs: np.ndarray  # (clips, classes) float64: mean of the segments' softmax probabilities
+    clip_acc: float  # fraction of clips whose most probable class is their label: the number that matters
+    segment_acc: float  # fraction of all segments classified correctly on their own
+    loss: float  # segment cross-entropy, averaged per clip, then over clips (each clip counts once)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """(clips,) predicted class index of each clip."""
+        return self.clip_probs.argmax(axis=1)
+
+
+def evaluate_clips(
+    model: nn.Module,
+    split: SplitArrays,
+    mean: np.ndarray,
+    std: np.ndarray,
+    segment_frames: int,
+    overlap: float,
+    device: torch.device | str | None = None,
+    batch_size: int = 64,
+) -> ClipEvaluation:
+    """Evaluate `model` on every clip of `split`, normalised with the train `mean` and `std`.
+
+    `device` None means the model's own device; another device moves the model there.
+    """
+    if device is None:
+        device = next(model.parameters(), torch.empty(0)).device
+    device = torch.device(device)
+    model.to(device)
+    prepared = prepare_split(split, mean, std, device, segment_frames)
+    return evaluate_prepared(model, prepared, segment_frames, overlap, batch_size)
+
+
+@torch.no_grad()
+def evaluate_prepared(
+    model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int
+) -> ClipEvaluation:
+    """`evaluate_clips` on a split already normalised on the device (what `fit()` keeps)."""
+    clips_np, starts_np = eval_segments(split.lengths, segment_frames, overlap)
+    device = split.frames.device
+    clips, starts = torch.as_tensor(clips_np, device=device), torch.as_tensor(starts_np, device=device)
+    was_training = model.training
+    model.eval()  # batch-norm running statistics, no dropout
+    try:
+        parts = []
+        for first in range(0, len(clips), batch_size):
+            chosen = slice(first, first + batch_size)
+            logits = model(gather(split, clips[chosen], starts[chosen], segment_frames))
+            parts.append(torch.log_softmax(logits.float(), dim=1))
+    finally:
+        model.train(was_training)
+    # Summing on the CPU in float64 keeps the per-clip sums exact enough and deterministic.
+    log_probs = torch.cat(parts).cpu().double()
+    return summarise(log_probs, torch.from_numpy(clips_np), split.labels.cpu(), len(split))
+
+
+def summarise(log_probs: torch.Tensor, clips: torch.Tensor, labels: torch.Tensor, n_clips: int) -> ClipEvaluation:
+    """Per-clip averages of segment `log_probs` (segments, classes) belonging to `clips` (segments,)."""
+    counts = torch.bincount(clips, minlength=n_clips).to(log_probs.dtype)
+    segment_labels = labels[clips]
+    segment_loss = -log_probs.gather(1, segment_labels[:, None]).squeeze(1)
+    n_classes = log_probs.shape[1]
+    probs = torch.zeros(n_clips, n_classes, dtype=log_probs.dtype).index_add_(0, clips, log_probs.exp())
+    probs /= counts[:, None]
+    clip_loss = torch.zeros(n_clips, dtype=log_probs.dtype).index_add_(0, clips, segment_loss) / counts
+    return ClipEvaluation(
+        clip_probs=probs.numpy(),
+        clip_acc=(probs.argmax(dim=1) == labels).double().mean().item(),
+        segment_acc=(log_probs.argmax(dim=1) == segment_labels).double().mean().item(),
+        loss=clip_loss.mean().item(),
+    )
