@@ -1,0 +1,162 @@
+"""The search: stores built, features put in Ray's object store, then Ray Tune's `Tuner` with
+Optuna's TPE proposing configs and ASHA stopping weak trials, each trial one `fit()`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from features.dataset import load_dataset
+from features.extract import build_stores
+from features.locate import default_stores_dir, resolve_data_root
+from features.store import FeatureStore
+from search import experiment as experiments
+from search.leaderboard import summarize
+from search.space import Space, load_space
+from search.trainable import train_trial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What the command line asks for; None means: what the space file says."""
+
+    space: str | None
+    data: str | None = None
+    name: str | None = None
+    storage: str | None = None
+    address: str | None = None
+    resume: bool = False
+    num_samples: int | None = None
+    max_epochs: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+
+
+class SpaceSampler:
+    """Optuna's define-by-run function (a picklable object, so a restored searcher has it)."""
+
+    def __init__(self, space: Space):
+        self.space = space
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        return self.space.suggest(trial)
+
+
+def run_search(request: SearchRequest) -> Path:
+    """Run (or resume) a search; returns the local experiment folder."""
+    experiment, space = _prepare_experiment(request)
+    dataset = load_dataset(resolve_data_root(request.data))
+    stores = build_stores(dataset, space.feature_settings(), default_stores_dir(dataset.root))
+    if not request.resume:
+        experiments.write_metadata(experiment, space.path, space, dataset.describe(), stores)
+    _start_ray(request.address)
+    # The driver loads train and valid only; trials get them from the object store, never from disk.
+    refs = {setting.name: ray.put(FeatureStore(path).load_fit_data()) for setting, path in stores.items()}
+    trainable = tune.with_resources(tune.with_parameters(train_trial, stores=refs), _resources(space))
+    if request.resume:
+        tuner = tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
+    else:
+        tuner = _new_tuner(trainable, space, experiment)
+    results = tuner.fit()
+    summarize(results, experiment.local_dir, space.search.max_epochs)
+    return experiment.local_dir
+
+
+def _prepare_experiment(request: SearchRequest) -> tuple[experiments.Experiment, Space]:
+    overrides = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
+    search_overrides = {k: overrides[k] for k in ("num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial")}
+    if request.resume:
+        # A resumed search runs the space it started with, not a file edited since.
+        experiment = experiments.locate(request.storage, request.name, Path("resume"), resume=True)
+        space = load_space(experiment.local_dir / experiments.SPACE_COPY)
+        saved = experiments.read_metadata(experiment.local_dir)["search"]
+        return experiment, dataclasses.replace(space, search=dataclasses.replace(space.search, **saved))
+    if not request.space:
+        from common.errors import UserError
+
+        raise UserError("--space is required (a path, or a file name in spaces/)")
+    space = load_space(request.space).with_search(**search_overrides)
+    return experiments.locate(request.storage, request.name, space.path, resume=False), space
+
+
+def _start_ray(address: str | None) -> None:
+    """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray whose dashboard
+    listens on 127.0.0.1 only."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        context = ray.init(address=address, log_to_driver=False)
+    else:
+        context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+    url = context.dashboard_url
+    if url:
+        port = url.rsplit(":", 1)[-1]
+        print(
+            f"Ray dashboard: http://{url}  (access token: `ray get-auth-token`; from a laptop: "
+            f"ssh -L {port}:127.0.0.1:{port} this-host, then open http://127.0.0.1:{port})"
+        )
+
+
+def _resources(space: Space) -> dict[str, float]:
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    gpus = space.search.gpus_per_trial if has_gpu else 0.0
+    return {"cpu": space.search.cpus_per_trial, "gpu": gpus}
+
+
+def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment) -> tune.Tuner:
+    search = space.search
+    searcher = OptunaSearch(
+        space=SpaceSampler(space),
+        metric=search.metric,
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=search.seed),
+        study_name=experiment.name,
+        storage=optuna.storages.RDBStorage(experiment.study_url),
+    )
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        metric=search.metric,
+        mode="max",
+        max_t=search.max_epochs,
+        grace_period=search.grace_period,
+        reduction_factor=search.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=search.num_samples,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment.name,
+            storage_path=experiment.storage,
+            failure_config=tune.FailureConfig(max_failures=search.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=search.keep_checkpoints,
+                checkpoint_score_attribute=search.metric,
+                checkpoint_score_order="max",
+            ),
+            verbose=1,
+        ),
+    )
+
+
+def trial_name(trial: Any) -> str:
+    """Readable names for the dashboard and the folders: architecture, optimizer, features, id."""
+    config = trial.config
+    parts = [config["model"]["arch"], config["optimizer"]["name"], config["features"].get("kind", "mel")]
+    return "_".join([*parts, trial.trial_id])
