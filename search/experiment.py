@@ -79,3 +79,11 @@ def read_metadata(local_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{local_dir} is not an experiment folder (no {METADATA_FILE})")
     return json.loads(path.read_text())
+
+
+def record_wall_time(local_dir: Path, seconds: float) -> None:
+    """Add this run's search wall time (a resumed search adds a second entry)."""
+    path = Path(local_dir) / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata.setdefault("search_seconds", []).append(round(seconds, 2))
+    path.write_text(json.dumps(metadata, indent=2))

@@ -21,7 +21,7 @@ def trial_rows(results: Any, max_epochs: int) -> pd.DataFrame:
     run, status, and the values Optuna chose (the config's flat `section.key` entries)."""
     rows = [_row(result, max_epochs) for result in results]
     table = pd.DataFrame(rows)
-    if table.empty:
+    if table.empty or METRIC not in table:  # no trial reported an epoch: nothing to rank by
         return table
     return table.sort_values([METRIC, "valid_loss"], ascending=[False, True], na_position="last").reset_index(drop=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from features.dataset import load_dataset
@@ -69,7 +70,9 @@ def run_search(request: SearchRequest) -> Path:
         tuner = tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
     else:
         tuner = _new_tuner(trainable, space, experiment)
+    started = time.perf_counter()
     results = tuner.fit()
+    experiments.record_wall_time(experiment.local_dir, time.perf_counter() - started)
     summarize(results, experiment.local_dir, space.search.max_epochs)
     return experiment.local_dir
 
@@ -124,14 +127,7 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
         study_name=experiment.name,
         storage=optuna.storages.RDBStorage(experiment.study_url),
     )
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        metric=search.metric,
-        mode="max",
-        max_t=search.max_epochs,
-        grace_period=search.grace_period,
-        reduction_factor=search.reduction_factor,
-    )
+    scheduler = _scheduler(space)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -152,6 +148,20 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
             ),
             verbose=1,
         ),
+    )
+
+
+def _scheduler(space: Space) -> Any:
+    search = space.search
+    if search.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric=search.metric,
+        mode="max",
+        max_t=search.max_epochs,
+        grace_period=search.grace_period,
+        reduction_factor=search.reduction_factor,
     )
 
 

@@ -200,6 +200,7 @@ class SearchSettings:
     reduction_factor: int = 3  # ASHA: about 1/reduction_factor of trials go on at each rung
     seed: int = 0  # seeds Optuna's TPE sampler
     metric: Literal["valid_clip_acc"] = "valid_clip_acc"  # what ASHA and TPE maximise
+    scheduler: Literal["asha", "fifo"] = "asha"  # fifo runs every trial to max_epochs (for comparison)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.25  # only where CUDA is present: 0.25 lets four small CNNs share a GPU
     max_failures: int = 1  # retries of a failed trial, from its last checkpoint

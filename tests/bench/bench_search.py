@@ -1,0 +1,92 @@
+"""Search benchmark: Ray Tune's overhead per trial, and the epochs ASHA spends against running every
+trial to the end, side by side in one run.
+
+    python -m tests.bench.bench_search [--data DIR] [--trials N] [--max-epochs N]
+
+Targets (issue 4): under 2 s of overhead per trial (wall time of a search of many short trials,
+times the trial slots, minus the time inside their epochs, per trial); ASHA at most 35% of the
+epochs of running every trial to max epochs, with the best validation accuracy each reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import ray
+import yaml
+
+from search.runner import SearchRequest, run_search
+from search.space_file import SPACES_DIR
+
+SHORT_TRIALS = """
+features: {kind: mel, mel: {n_bins: 64}}
+model: {arch: cnn2d, cnn2d: {depth: 2, channels: {choice: [4, 8]}}}
+optimizer: {name: adam, lr: {loguniform: [1.0e-3, 1.0e-2]}}
+training: {segment_seconds: 1.0, segments_per_clip: 1, batch_size: 16}
+search: {num_samples: 16, max_epochs: 2, scheduler: fifo, cpus_per_trial: 1}
+"""
+
+
+def search(space: Path, data: str | None, storage: Path, name: str) -> tuple[pd.DataFrame, dict]:
+    try:
+        folder = run_search(SearchRequest(space=str(space), data=data, storage=str(storage), name=name))
+    finally:
+        ray.shutdown()
+    metadata = json.loads((folder / "experiment.json").read_text())
+    board = pd.read_csv(folder / "leaderboard.csv")
+    board["epoch_seconds"] = [pd.read_csv(Path(p) / "progress.csv")["epoch_seconds"].sum() for p in board["path"]]
+    return board, metadata
+
+
+def overhead(data: str | None, storage: Path) -> None:
+    space = storage / "short.yaml"
+    space.write_text(SHORT_TRIALS)
+    board, metadata = search(space, data, storage, "overhead")
+    wall = metadata["search_seconds"][-1]
+    slots = min(len(board), int((os.cpu_count() or 1) // metadata["search"]["cpus_per_trial"]))
+    per_trial = (wall * slots - board["epoch_seconds"].sum()) / len(board)
+    print(
+        f"overhead: {len(board)} trials of 2 short epochs in {wall:.1f} s on {slots} slot(s); "
+        f"time inside epochs {board['epoch_seconds'].sum():.1f} s"
+    )
+    print(f"  overhead per trial: {per_trial:.2f} s (target < 2 s)")
+
+
+def asha_against_fifo(data: str | None, storage: Path, trials: int, max_epochs: int) -> None:
+    raw = yaml.safe_load((SPACES_DIR / "cnn2d.yaml").read_text())
+    results = {}
+    for scheduler in ("asha", "fifo"):
+        raw["search"].update(num_samples=trials, max_epochs=max_epochs, scheduler=scheduler)
+        space = storage / f"cnn2d-{scheduler}.yaml"
+        space.write_text(yaml.safe_dump(raw))
+        results[scheduler] = search(space, data, storage, scheduler)
+    full = trials * max_epochs
+    print(f"\ncnn2d.yaml, {trials} trials, max {max_epochs} epochs, same TPE seed:")
+    print(f"{'scheduler':10} {'epochs':>7} {'share':>7} {'best valid acc':>15} {'wall s':>8}")
+    for scheduler, (board, metadata) in results.items():
+        epochs = int(board["epochs"].sum())
+        print(
+            f"{scheduler:10} {epochs:7d} {epochs / full:6.0%} {board['valid_clip_acc'].max():15.3f} "
+            f"{metadata['search_seconds'][-1]:8.0f}"
+        )
+    print("target: ASHA at most 35% of the epochs of running every trial to max epochs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="dataset root (default: the built-in synthetic set)")
+    parser.add_argument("--trials", type=int, default=12, help="trials in the ASHA/FIFO comparison")
+    parser.add_argument("--max-epochs", type=int, default=9, help="max epochs in the ASHA/FIFO comparison")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as storage:
+        overhead(args.data, Path(storage))
+        asha_against_fifo(args.data, Path(storage), args.trials, args.max_epochs)
+
+
+if __name__ == "__main__":
+    main()
