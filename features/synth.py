@@ -7,7 +7,10 @@ through a random "recording chain" (band limits, hiss, crackle, level) shared by
 
 The recipes are calibrated so that the task is learnable but not trivial: genres share instruments
 and overlap in tempo, some clips borrow an ingredient from another genre, and the recording chain
-blurs the average spectrum a linear model leans on. See the module's report for the figures.
+blurs the average spectrum a linear model leans on. Measured on the default set (seed 0, 40 clips x
+30 s, 152/64/104 train/valid/test): logistic regression on per-clip mean+std of log-mel reaches 53%
+validation accuracy (61% 5-fold CV), on MFCC 59%, on chroma 28%; a small 2D CNN on 3 s crops
+reaches 42-56% after 5 short epochs and 60-70% with more training, never near 100%. Chance is 12.5%.
 
     python -m features.synth --out DIR [--clips-per-genre N] [--seconds S] [--seed K] [--workers W]
 """
@@ -18,11 +21,12 @@ import argparse
 import functools
 import json
 import math
+import numbers
 import os
 import shutil
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,13 +81,14 @@ def _odd(count: int) -> tuple[float, ...]:
     return tuple((1.0 / k if k % 2 else 0.0) for k in range(1, count + 1))
 
 
+# Positional fields: partials, attack, decay, floor, release, bright_decay.
 TIMBRES = {
     "piano": Timbre((1, 0.5, 0.35, 0.2, 0.12, 0.08, 0.05, 0.03), 0.004, 0.7, 0.0, 0.1, 1.2, inharmonic=3e-4),
     "epiano": Timbre((1, 0.25, 0.04, 0.0, 0.0, 0.0, 0.08), 0.004, 1.1, 0.0, 0.1, 0.8),
     "organ": Timbre((1, 0.8, 0.6, 0.5, 0.0, 0.4, 0.0, 0.3), 0.01, release=0.05, vibrato=0.04),
     "strings": Timbre(_saw(12), 0.25, 1e9, 1.0, 0.3, vibrato=0.12, detune=9),
     "pad": Timbre(_saw(6, 1.6), 0.35, 1e9, 1.0, 0.5, detune=14),
-    "guitar": Timbre((1, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05), 0.003, 0.5, 0.0, 0.05, 2.0, 0, 0, 1e-4),
+    "guitar": Timbre((1, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05), 0.003, 0.5, 0.0, 0.05, 2.0, inharmonic=1e-4),
     "banjo": Timbre((1, 0.8, 0.7, 0.5, 0.45, 0.3, 0.25, 0.2, 0.15, 0.1), 0.002, 0.18, 0.0, 0.03, 3.0),
     "dist_guitar": Timbre(_saw(14, 0.8), 0.005, 1.5, 0.6, 0.05, 0.3),
     "brass": Timbre(_saw(10, 0.8), 0.06, 0.3, 0.8, 0.08, vibrato=0.08),
@@ -325,7 +330,7 @@ class Recipe:
     melody_timbres: tuple[str, ...]
     melody_density: Range  # chance of a melody note on each eighth
     parts: tuple[float, float, float, float]  # chance that drums, bass, chords, melody play
-    levels: tuple[float, float, float, float]  # their usual balance in dB (each varies +-4 dB)
+    levels: tuple[float, float, float, float]  # their usual balance in dB (each varies +-3 dB)
     drive: Range  # tanh gain on the chords: 1 clean, 10+ a metal guitar
     reverb: Range  # seconds for the room to decay by 60 dB
     wet: Range  # reverb share
@@ -341,53 +346,54 @@ RECIPES: dict[str, Recipe] = {
     "classical": Recipe(
         tempo=(50, 140), grooves=(), kits=("acoustic",), swing=(0, 0), swing_unit=8,
         scales=("major", "harmonic_minor", "minor"), progressions=CLASSICAL, beats_per_chord=(2, 4, 8),
-        chord_kinds=("triad", "triad", "seventh"), chord_timbres=("strings", "piano", "strings", "organ", "pad"),
+        chord_kinds=("triad", "triad", "seventh"), chord_timbres=("strings", "strings", "strings", "piano", "organ"),
         chord_rhythms=("hold", "half", "arp16", "arp8", "quarters"), bass_lines=("sustain", "roots"),
-        bass_timbres=("cello", "cello", "bass_upright"), melody_timbres=("strings", "flute", "reed", "piano", "brass"),
+        bass_timbres=("cello", "cello", "bass_upright"),
+        melody_timbres=("strings", "strings", "flute", "reed", "piano"),
         melody_density=(0.3, 0.8), parts=(0.0, 0.7, 1.0, 0.8), levels=(-6, -4, 0, -1), drive=(1, 1),
         reverb=(1.2, 3.0), wet=(0.25, 0.6), echo=0.0, dynamics=(4, 14), compress=(1, 1.3),
-        noise_db=(-60, -30), crackle=0.15, borrow=0.15,
+        noise_db=(-60, -30), crackle=0.15, borrow=0.1,
     ),
     "country": Recipe(
-        tempo=(90, 150), grooves=("train", "two_step", "two_step", "pop_rock"), kits=("acoustic",),
-        swing=(0, 0.1), swing_unit=8, scales=("major", "major", "mixolydian"), progressions=COUNTRY + POP[:1],
-        beats_per_chord=(4, 8), chord_kinds=("triad",), chord_timbres=("guitar", "guitar", "banjo", "piano"),
+        tempo=(90, 150), grooves=("train", "two_step", "two_step"), kits=("acoustic",),
+        swing=(0, 0.1), swing_unit=8, scales=("major", "major", "mixolydian"), progressions=COUNTRY,
+        beats_per_chord=(4, 8), chord_kinds=("triad",), chord_timbres=("guitar", "guitar", "banjo", "banjo"),
         chord_rhythms=("strum8", "strum_country", "backbeat", "arp8"),
         bass_lines=("root_fifth", "boom_chick", "roots"), bass_timbres=("bass_electric", "bass_upright"),
-        melody_timbres=("fiddle", "voice", "reed", "guitar"), melody_density=(0.3, 0.7),
-        parts=(0.85, 0.9, 1.0, 0.7), levels=(-3, -4, 0, -2), drive=(1, 2.5), reverb=(0.3, 1.2),
+        melody_timbres=("fiddle", "fiddle", "voice", "banjo"), melody_density=(0.3, 0.7),
+        parts=(0.85, 0.9, 1.0, 0.8), levels=(-3, -4, 0, -2), drive=(1, 2.5), reverb=(0.3, 1.2),
         wet=(0.1, 0.3), echo=0.05, dynamics=(1, 5), compress=(1.5, 3), noise_db=(-55, -30), crackle=0.1,
-        borrow=0.2,
+        borrow=0.1,
     ),
     "disco": Recipe(
-        tempo=(108, 132), grooves=("four_floor", "disco16", "pop_dance"), kits=("disco", "acoustic"),
+        tempo=(108, 132), grooves=("four_floor", "disco16"), kits=("disco", "acoustic"),
         swing=(0, 0.03), swing_unit=16, scales=("minor", "dorian", "major"), progressions=VAMPS + POP[:1] + JAZZ[1:2],
         beats_per_chord=(4, 8), chord_kinds=("seventh", "triad", "ninth"),
-        chord_timbres=("strings", "epiano", "guitar", "brass", "piano"),
-        chord_rhythms=("offbeat", "funk16", "hold", "quarters"), bass_lines=("octaves", "disco_syncop", "eighths"),
-        bass_timbres=("bass_electric", "bass_synth"), melody_timbres=("strings", "brass", "synth", "voice"),
+        chord_timbres=("strings", "strings", "guitar", "brass", "epiano"),
+        chord_rhythms=("offbeat", "funk16", "hold", "quarters"), bass_lines=("octaves", "octaves", "disco_syncop"),
+        bass_timbres=("bass_electric", "bass_synth"), melody_timbres=("strings", "brass", "voice"),
         melody_density=(0.3, 0.6), parts=(0.95, 0.95, 0.9, 0.7), levels=(-1, -2, -2, -2), drive=(1, 1.5),
         reverb=(0.6, 1.6), wet=(0.1, 0.3), echo=0.05, dynamics=(0, 3), compress=(2, 4), noise_db=(-60, -35),
-        crackle=0.1, borrow=0.2,
+        crackle=0.1, borrow=0.1,
     ),
     "hiphop": Recipe(
         tempo=(72, 100), grooves=("boombap", "boombap", "trap"), kits=("808", "acoustic"), swing=(0.02, 0.15),
         swing_unit=16, scales=("minor", "dorian"), progressions=VAMPS + JAZZ[:1], beats_per_chord=(4, 8),
-        chord_kinds=("seventh", "ninth"), chord_timbres=("epiano", "piano", "strings", "pad", "organ"),
+        chord_kinds=("seventh", "ninth"), chord_timbres=("epiano", "epiano", "piano", "pad"),
         chord_rhythms=("hold", "half", "comp", "quarters"), bass_lines=("boombap", "sub808", "roots"),
         bass_timbres=("bass_808", "bass_808", "bass_electric"), melody_timbres=("flute", "synth", "voice", "reed"),
         melody_density=(0.15, 0.4), parts=(1.0, 0.9, 0.8, 0.4), levels=(2, 0, -4, -5), drive=(1, 2),
         reverb=(0.3, 1.0), wet=(0.05, 0.2), echo=0.1, dynamics=(0, 2), compress=(3, 6), noise_db=(-50, -28),
-        crackle=0.45, borrow=0.2,
+        crackle=0.45, borrow=0.1,
     ),
     "jazz": Recipe(
         tempo=(90, 220), grooves=("jazz_swing", "jazz_swing", "jazz_two"), kits=("jazz",), swing=(0.08, 0.17),
         swing_unit=8, scales=("major", "dorian"), progressions=JAZZ, beats_per_chord=(2, 4),
         chord_kinds=("seventh", "ninth"), chord_timbres=("piano", "piano", "epiano", "guitar", "organ"),
         chord_rhythms=("comp", "charleston", "quarters"), bass_lines=("walking",), bass_timbres=("bass_upright",),
-        melody_timbres=("brass", "reed", "reed", "piano", "flute"), melody_density=(0.5, 0.9),
+        melody_timbres=("reed", "reed", "brass", "piano"), melody_density=(0.5, 0.9),
         parts=(0.9, 0.95, 0.85, 0.8), levels=(-4, -2, -2, 0), drive=(1, 1.2), reverb=(0.8, 2.0), wet=(0.15, 0.4),
-        echo=0.0, dynamics=(2, 8), compress=(1, 1.6), noise_db=(-55, -28), crackle=0.3, borrow=0.15,
+        echo=0.0, dynamics=(2, 8), compress=(1, 1.6), noise_db=(-55, -28), crackle=0.3, borrow=0.1,
     ),
     "metal": Recipe(
         tempo=(100, 200), grooves=("double_kick", "gallop", "blast", "pop_rock"), kits=("metal", "acoustic"),
@@ -395,31 +401,31 @@ RECIPES: dict[str, Recipe] = {
         beats_per_chord=(2, 4, 8), chord_kinds=("power", "power", "triad"),
         chord_timbres=("dist_guitar", "dist_guitar", "dist_guitar", "organ"),
         chord_rhythms=("power8", "chug16", "hold", "quarters"), bass_lines=("chug", "gallop", "eighths"),
-        bass_timbres=("bass_electric", "bass_synth"), melody_timbres=("dist_guitar", "voice", "synth"),
+        bass_timbres=("bass_electric", "bass_synth"), melody_timbres=("dist_guitar", "dist_guitar", "voice"),
         melody_density=(0.3, 0.8), parts=(0.95, 0.85, 1.0, 0.5), levels=(-2, -5, 0, -2), drive=(4, 20),
         reverb=(0.3, 1.2), wet=(0.08, 0.25), echo=0.05, dynamics=(0, 3), compress=(3, 6), noise_db=(-55, -30),
-        crackle=0.0, borrow=0.15,
+        crackle=0.0, borrow=0.1,
     ),
     "pop": Recipe(
         tempo=(88, 130), grooves=("pop_rock", "pop_dance", "four_floor", "two_step"), kits=("acoustic", "disco", "808"),
         swing=(0, 0.05), swing_unit=16, scales=("major", "major", "minor"), progressions=POP,
         beats_per_chord=(4, 8), chord_kinds=("triad", "triad", "seventh"),
-        chord_timbres=("piano", "synth", "guitar", "pad", "strings"),
+        chord_timbres=("piano", "synth", "pad", "guitar"),
         chord_rhythms=("strum8", "quarters", "hold", "offbeat", "arp8"), bass_lines=("eighths", "pop_syncop", "roots"),
-        bass_timbres=("bass_electric", "bass_synth"), melody_timbres=("voice", "voice", "synth", "flute", "brass"),
+        bass_timbres=("bass_electric", "bass_synth"), melody_timbres=("voice", "voice", "voice", "synth"),
         melody_density=(0.4, 0.8), parts=(0.9, 0.9, 0.95, 0.8), levels=(-2, -3, -2, 0), drive=(1, 3),
         reverb=(0.6, 1.6), wet=(0.1, 0.3), echo=0.1, dynamics=(0, 4), compress=(2.5, 5), noise_db=(-60, -35),
-        crackle=0.05, borrow=0.25,
+        crackle=0.05, borrow=0.1,
     ),
     "reggae": Recipe(
         tempo=(60, 92), grooves=("one_drop", "one_drop", "rockers", "steppers"), kits=("acoustic", "jazz"),
         swing=(0, 0.08), swing_unit=8, scales=("major", "minor"), progressions=REGGAE + BLUESY[:1],
-        beats_per_chord=(4, 8), chord_kinds=("triad", "triad", "seventh"), chord_timbres=("organ", "guitar", "piano"),
-        chord_rhythms=("offbeat", "backbeat"), bass_lines=("reggae", "reggae", "roots"),
+        beats_per_chord=(4, 8), chord_kinds=("triad", "triad", "seventh"), chord_timbres=("organ", "guitar", "organ"),
+        chord_rhythms=("offbeat", "offbeat", "backbeat"), bass_lines=("reggae", "reggae", "roots"),
         bass_timbres=("bass_electric", "bass_808"), melody_timbres=("organ", "reed", "brass", "voice"),
         melody_density=(0.2, 0.6), parts=(0.95, 1.0, 0.95, 0.6), levels=(-3, 0, -3, -3), drive=(1, 1.5),
         reverb=(0.5, 2.0), wet=(0.15, 0.45), echo=0.5, dynamics=(0, 3), compress=(1.5, 3), noise_db=(-55, -30),
-        crackle=0.2, borrow=0.2,
+        crackle=0.2, borrow=0.1,
     ),
 }  # fmt: skip
 
@@ -434,8 +440,6 @@ def _clip_recipe(genre: str, rng: np.random.Generator) -> Recipe:
         other = RECIPES[_pick(rng, [g for g in GENRES if g != genre])]
         field = _pick(rng, BORROWABLE)
         recipe = replace(recipe, **{field: getattr(other, field)})
-    if recipe.grooves and not recipe.kits:
-        recipe = replace(recipe, kits=("acoustic",))
     return recipe
 
 
@@ -490,7 +494,7 @@ class Song:
 
 def _plan_song(recipe: Recipe, seconds: float, rng: np.random.Generator) -> Song:
     tempo = _u(rng, recipe.tempo)
-    bars = math.ceil(seconds * tempo / 240) + 2  # one spare bar to start the excerpt inside, one for tails
+    bars = math.ceil(seconds * tempo / 240) + 1  # a spare bar, so the excerpt can start anywhere in the first
     return Song(
         recipe=recipe,
         tempo=tempo,
@@ -511,12 +515,18 @@ def _pattern_steps(pattern: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return steps, tiled[steps]
 
 
+def _add(buf: np.ndarray, sound: np.ndarray, time: float, gain: float) -> None:
+    """Mix `sound` into `buf` at `time` seconds: one slice add per event, never a loop over samples."""
+    start = round(max(time, 0.0) * SR)
+    if start < buf.size:
+        m = min(sound.size, buf.size - start)
+        buf[start : start + m] += gain * sound[:m]
+
+
 def _place(buf: np.ndarray, sound: np.ndarray, times: np.ndarray, gains: np.ndarray) -> None:
-    """Mix copies of `sound` into `buf` at `times` (seconds): one slice add per event, not per sample."""
-    for start, gain in zip(np.round(np.maximum(times, 0) * SR).astype(int), gains):
-        if start < buf.size:
-            m = min(sound.size, buf.size - start)
-            buf[start : start + m] += gain * sound[:m]
+    """Mix copies of `sound` into `buf` at each of `times` (seconds)."""
+    for time, gain in zip(times, gains):
+        _add(buf, sound, time, gain)
 
 
 # --- the parts -----------------------------------------------------------------------------------
@@ -538,7 +548,7 @@ def _render_drums(song: Song, rng: np.random.Generator, n: int) -> np.ndarray:
         gains *= VOICE_LEVELS[voice] * 10 ** (_u(rng, (-4, 4)) / 20)
         _place(buf, sounds[voice], song.times(steps) + rng.normal(0, jitter, steps.size), gains)
     if rng.random() < 0.7:  # snare fill on the last beat of each phrase
-        fill = np.array([s for s in range(phrase - 4, song.n_steps, phrase) for s in range(s, s + 4)])
+        fill = (np.arange(phrase - 4, song.n_steps, phrase)[:, None] + np.arange(4)).ravel()
         _place(buf, sounds["snare"], song.times(fill), np.tile([0.5, 0.6, 0.75, 0.9], fill.size // 4))
     return buf
 
@@ -580,7 +590,7 @@ def _render_bass(song: Song, rng: np.random.Generator, n: int) -> np.ndarray:
     times = song.times(steps) + rng.normal(0, 0.004, steps.size)
     gains = np.where(steps % 4 == 0, 1.0, 0.8) * rng.uniform(0.85, 1.0, steps.size)
     for time, gain, gap, pitch in zip(times, gains, _gaps(song, steps), pitches):
-        _place(buf, _note(timbre, pitch, max(2, round(gate * gap * 100))), np.array([time]), np.array([gain]))
+        _add(buf, _note(timbre, pitch, max(2, round(gate * gap * 100))), time, gain)
     return buf
 
 
@@ -618,7 +628,7 @@ def _render_chords(song: Song, rng: np.random.Generator, n: int) -> np.ndarray:
             notes = [notes[count % len(notes)]]
         centis = max(2, round(gate * gap * 100))
         for i, pitch in enumerate(notes):
-            _place(buf, _note(timbre, pitch, centis), np.array([time + i * strum]), np.array([gain]))
+            _add(buf, _note(timbre, pitch, centis), time + i * strum, gain)
     drive = _u(rng, song.recipe.drive)
     if drive > 1.05:  # tanh clipping, then a speaker cabinet's low-pass
         buf = np.tanh(drive * buf / (np.abs(buf).max() + 1e-9)) / math.tanh(drive)
@@ -643,7 +653,7 @@ def _render_melody(song: Song, rng: np.random.Generator, n: int) -> np.ndarray:
     gains = np.where(strong, 1.0, 0.8) * rng.uniform(0.75, 1.0, steps.size)
     for degree, time, gain, gap in zip(degrees, times, gains, _gaps(song, steps)):
         centis = max(5, round(0.9 * min(gap, 8 * song.step) * 100))
-        _place(buf, _note(timbre, song.pitch(int(degree), 3), centis), np.array([time]), np.array([gain]))
+        _add(buf, _note(timbre, song.pitch(int(degree), 3), centis), time, gain)
     return buf
 
 
@@ -651,7 +661,7 @@ PARTS = {"drums": _render_drums, "bass": _render_bass, "chords": _render_chords,
 
 
 def _render_parts(song: Song, rng: np.random.Generator, n: int) -> np.ndarray:
-    """The parts that play in this clip, each at its genre's level give or take 4 dB."""
+    """The parts that play in this clip, each at its genre's level give or take 3 dB."""
     playing = rng.random(len(PARTS)) < np.asarray(song.recipe.parts)
     if not song.recipe.grooves:
         playing[0] = False
@@ -662,7 +672,7 @@ def _render_parts(song: Song, rng: np.random.Generator, n: int) -> np.ndarray:
         if on:
             stem = render(song, rng, n)
             rms = np.sqrt(np.mean(stem**2)) + 1e-9
-            mix += stem / rms * 10 ** ((level + _u(rng, (-4, 4))) / 20)
+            mix += stem / rms * 10 ** ((level + _u(rng, (-3, 3))) / 20)
     return mix
 
 
@@ -706,7 +716,7 @@ def _record(x: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarr
     Real collections mix old and new, clean and noisy recordings; this blurs the average spectrum
     so a classifier must also listen to what is played, not only to how it was recorded.
     """
-    low, high = _u(rng, (20, 150)), float(np.exp(_u(rng, (np.log(3500), np.log(10500)))))
+    low, high = _u(rng, (20, 150)), float(np.exp(_u(rng, (np.log(4500), np.log(10500)))))
     x = signal.sosfilt(signal.butter(2 * int(rng.integers(1, 3)), (low, high), "bandpass", fs=SR, output="sos"), x)
     rms = np.sqrt(np.mean(x**2)) + 1e-9
     hiss = _filtered_noise(rng, x.size, "lowpass", _u(rng, (2000, 10000)))
@@ -725,12 +735,13 @@ def _render(genre: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
     recipe = _clip_recipe(genre, rng)
     song = _plan_song(recipe, seconds, rng)
     n = round(seconds * SR)
-    total = round(song.n_steps * song.step * SR)
+    spare = round(16 * song.step * SR)  # one bar, the most the excerpt's start moves
+    total = n + spare
     x = _render_parts(song, rng, total)
     x = x * _swells(total, _u(rng, recipe.dynamics), rng)
     x = _reverb(x, recipe, song.tempo, rng)
     x = _compress(x, _u(rng, recipe.compress))
-    start = int(rng.integers(0, round(16 * song.step * SR)))  # an excerpt from inside a song, like GTZAN
+    start = int(rng.integers(0, spare + 1))  # an excerpt from inside a song, like GTZAN
     x = _record(x[start : start + n], recipe, rng)
     return x / (np.abs(x).max() + 1e-9) * _u(rng, (0.3, 0.95))
 
@@ -801,23 +812,27 @@ def _run_jobs(jobs: list[tuple[str, int, int, int, float]], workers: int) -> Non
                 progress.update()
             return
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending = {pool.submit(_write_clip, job) for job in jobs}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    future.result()  # re-raise a worker's error here; the pool then cancels the rest
-                progress.update(len(done))
+            try:
+                for future in as_completed([pool.submit(_write_clip, job) for job in jobs]):
+                    future.result()  # a worker's error is raised here
+                    progress.update()
+            except BaseException:  # an error or Ctrl-C: drop the queued clips rather than finish them
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
 
 def _check_arguments(clips_per_genre: int, seconds: float, seed: int, workers: int | None) -> None:
-    if isinstance(clips_per_genre, bool) or not isinstance(clips_per_genre, int) or clips_per_genre < 1:
-        raise UserError(f"clips per genre must be a positive whole number, got {clips_per_genre!r}")
-    if not isinstance(seconds, int | float) or not 0.1 <= seconds <= 600:
+    def whole(value: object) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    if not whole(clips_per_genre) or clips_per_genre < 1:
+        raise UserError(f"clips per genre must be a whole number >= 1, got {clips_per_genre!r}")
+    if not isinstance(seconds, numbers.Real) or not 0.1 <= seconds <= 600:
         raise UserError(f"seconds must be between 0.1 and 600, got {seconds!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not whole(seed) or seed < 0:
         raise UserError(f"seed must be a whole number >= 0, got {seed!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise UserError(f"workers must be at least 1, got {workers!r}")
+    if workers is not None and (not whole(workers) or workers < 1):
+        raise UserError(f"workers must be a whole number >= 1, got {workers!r}")
 
 
 def _check_out(out: Path) -> None:

@@ -1,0 +1,175 @@
+"""The synthetic dataset: GTZAN's layout, sound splits, reproducible bytes, distinct genres, safe writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from common.errors import USER_ERROR_EXIT_CODE, UserError
+from features import synth
+
+CLIPS = 3  # the smallest count with every split non-empty
+SECONDS = 2.0
+SPLITS = ("train", "valid", "test")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny set shared by the read-only tests (generation is the slow part)."""
+    out = tmp_path_factory.mktemp("synth") / "data"
+    return synth.generate_dataset(out, clips_per_genre=CLIPS, seconds=SECONDS, seed=7, workers=1)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _lists(root: Path) -> dict[str, list[str]]:
+    return {split: (root / f"{split}_filtered.txt").read_text().splitlines() for split in SPLITS}
+
+
+def test_layout_is_gtzans(dataset: Path):
+    expected = {f"{g}/{g}.{i:05d}.wav" for g in synth.GENRES for i in range(CLIPS)}
+    wavs = {str(p.relative_to(dataset)) for p in dataset.rglob("*.wav")}
+    assert wavs == expected
+    extras = {"train_filtered.txt", "valid_filtered.txt", "test_filtered.txt", "SYNTHETIC.json"}
+    assert {p.name for p in dataset.iterdir() if p.is_file()} == extras
+    for name in ("classical/classical.00000.wav", "reggae/reggae.00002.wav"):
+        info = soundfile.info(dataset / name)
+        assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
+        assert info.frames == round(SECONDS * 22050)
+    assert not [p for p in dataset.parent.iterdir() if "partial" in p.name]  # the temporary folder is gone
+
+
+def test_marker_says_synthetic(dataset: Path):
+    marker = json.loads((dataset / "SYNTHETIC.json").read_text())
+    assert marker == {
+        "generator": "genre-search synthetic",
+        "version": 1,
+        "seed": 7,
+        "clips_per_genre": CLIPS,
+        "seconds": SECONDS,
+        "sample_rate": 22050,
+        "genres": list(synth.GENRES),
+    }
+
+
+def test_split_lists_cover_every_clip_once(dataset: Path):
+    lists = _lists(dataset)
+    listed = [name for names in lists.values() for name in names]
+    assert len(listed) == len(set(listed)) == CLIPS * len(synth.GENRES)
+    assert set(listed) == {str(p.relative_to(dataset)) for p in dataset.rglob("*.wav")}
+    for genre in synth.GENRES:
+        for split, names in lists.items():
+            assert any(name.startswith(f"{genre}/") for name in names), f"{genre} missing from {split}"
+
+
+def test_loads_as_a_dataset(dataset: Path):
+    from features.dataset import load_dataset
+
+    loaded = load_dataset(dataset)
+    assert loaded.synthetic and loaded.classes == tuple(sorted(synth.GENRES)) and not loaded.missing
+
+
+@pytest.mark.parametrize("n", [40, 100, 1000])
+def test_split_proportions_follow_the_real_split(n: int):
+    sizes = synth.split_sizes(n)
+    assert sum(sizes) == n
+    for size, fraction in zip(sizes, synth.SPLIT_FRACTIONS.values()):
+        assert abs(size - n * fraction) <= 1.5
+
+
+def test_small_splits_are_never_empty():
+    for n in range(3, 12):
+        assert min(synth.split_sizes(n)) >= 1 and sum(synth.split_sizes(n)) == n
+    assert synth.split_sizes(1) == (1, 0, 0)
+    assert sum(synth.split_sizes(2)) == 2
+
+
+def test_split_assignment_is_seeded():
+    assert synth.assign_splits(20, seed=3) == synth.assign_splits(20, seed=3)
+    assert synth.assign_splits(20, seed=3) != synth.assign_splits(20, seed=4)
+
+
+def test_same_seed_same_bytes_whatever_the_workers(dataset: Path, tmp_path: Path):
+    out = tmp_path / "again"
+    out.mkdir()  # an existing empty folder is fine
+    synth.generate_dataset(out, clips_per_genre=CLIPS, seconds=SECONDS, seed=7, workers=2)
+    assert _files(out) == _files(dataset)
+
+
+def test_different_seeds_differ():
+    a = synth.synthesize_clip("jazz", 1.0, (0, 4, 0))
+    b = synth.synthesize_clip("jazz", 1.0, (1, 4, 0))
+    assert not np.array_equal(a, b)
+
+
+def test_clips_are_mono_float32_in_range():
+    for seed, genre in enumerate(synth.GENRES):
+        audio = synth.synthesize_clip(genre, 1.5, seed)
+        assert audio.dtype == np.float32 and audio.shape == (round(1.5 * 22050),)
+        assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
+        assert np.abs(audio).max() > 0.1  # not silence
+
+
+def _spectrum(genre: str) -> np.ndarray:
+    """Average log power spectrum over a few clips: the genre, not one clip's accident."""
+    clips = [synth.synthesize_clip(genre, 1.5, (0, synth.GENRES.index(genre), i)) for i in range(3)]
+    frames = np.concatenate([c[: c.size // 1024 * 1024].reshape(-1, 1024) for c in clips])
+    return np.log10(1e-8 + np.mean(np.abs(np.fft.rfft(frames * np.hanning(1024))) ** 2, axis=0))
+
+
+def test_genres_differ():
+    spectra = {genre: _spectrum(genre) for genre in ("classical", "metal", "hiphop")}
+    for a, b in [("classical", "metal"), ("classical", "hiphop"), ("metal", "hiphop")]:
+        assert np.mean(np.abs(spectra[a] - spectra[b])) > 0.1, (a, b)
+
+
+def test_refuses_a_non_empty_out(tmp_path: Path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an empty folder"):
+        synth.generate_dataset(out, clips_per_genre=1, seconds=0.5, workers=1)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def fail(job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "_write_clip", fail)
+    with pytest.raises(KeyboardInterrupt):
+        synth.generate_dataset(tmp_path / "data", clips_per_genre=1, seconds=0.5, workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"clips_per_genre": 0}, {"seconds": 0.0}, {"seed": -1}, {"workers": 0}],
+)
+def test_bad_arguments_are_user_errors(tmp_path: Path, kwargs: dict):
+    with pytest.raises(UserError):
+        synth.generate_dataset(tmp_path / "data", **({"clips_per_genre": 1, "seconds": 0.5} | kwargs))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_genre_is_a_user_error():
+    with pytest.raises(UserError, match="unknown genre"):
+        synth.synthesize_clip("polka", 1.0, 0)
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "cli"
+    synth.main(["--out", str(out), "--clips-per-genre", "1", "--seconds", "0.5", "--workers", "1"])
+    assert "wrote 8 synthetic clips" in capsys.readouterr().out
+    assert len(list(out.rglob("*.wav"))) == 8
+    with pytest.raises(SystemExit) as exit_info:
+        synth.main(["--out", str(out)])  # not empty now
+    assert exit_info.value.code == USER_ERROR_EXIT_CODE
+    assert capsys.readouterr().err.startswith("error: ")
