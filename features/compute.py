@@ -91,8 +91,17 @@ def compute_features(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily
         for setting in family.settings:
             step = setting.hop_length // family.hop
             frames = 1 + len(audio) // setting.hop_length
-            out[setting.name] = feature_from_power(power[:, ::step][:, :frames], setting).astype(STORED_DTYPE)
+            out[setting.name] = to_stored(feature_from_power(power[:, ::step][:, :frames], setting))
     return out
+
+
+def to_stored(values: np.ndarray) -> np.ndarray:
+    """float16, with magnitudes below its smallest normal number (6.1e-5) set to 0: they would
+    become subnormals, which lose precision anyway and make the conversion 5x slower (quiet
+    log-mel bins are full of them)."""
+    tiny = np.finfo(STORED_DTYPE).tiny
+    values = np.where(np.abs(values) < tiny, np.float32(0), values)
+    return values.astype(STORED_DTYPE)
 
 
 def feature_from_power(power: np.ndarray, setting: FeatureSetting) -> np.ndarray:
@@ -118,3 +127,10 @@ MFCC_MEL_BANDS = 128  # mel bands the MFCCs are taken from
 def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     # librosa.feature.melspectrogram rebuilds this matrix on every call; it is the same for every clip.
     return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+
+
+def bin_sums(features: np.ndarray) -> np.ndarray:
+    """Per-bin sum and sum of squares `(2, bins)` in float64, for the train-only statistics.
+    Computed in the workers, so the single writer only adds them up."""
+    values = features.astype(np.float32)
+    return np.stack([values.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", values, values, dtype=np.float64)])

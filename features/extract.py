@@ -7,6 +7,7 @@ decode, clips spread over worker processes, one writer owning the HDF5 files.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -18,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from common.errors import UserError, exit_on_user_error
-from features.compute import DecodeError, StftFamily, compute_features, decode, plan_stfts
+from features.compute import DecodeError, StftFamily, bin_sums, compute_features, decode, plan_stfts
 from features.dataset import Clip, Dataset, load_dataset
 from features.settings import FeatureSetting
 from features.writer import StoreWriter, is_current, remove_stale_partials, store_path
@@ -52,11 +53,14 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
     clips = dataset.all_clips()
     try:
         results = _extract_all(clips, plan_stfts(settings), workers)
-        for clip, (features, error) in tqdm(
+        for clip, (features, sums, error) in tqdm(
             zip(clips, results), total=len(clips), desc=f"extracting {len(settings)} setting(s)", unit="clip"
         ):
             for writer in writers:
-                writer.add(clip, features[writer.setting.name] if features else None, error)
+                if features is None:
+                    writer.skip(clip, error)
+                else:
+                    writer.add(clip, features[writer.setting.name], sums[writer.setting.name])
         for writer in writers:
             writer.finish()
     finally:
@@ -66,7 +70,7 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
 
 
 def _extract_all(clips: list[Clip], plan: list[StftFamily], workers: int | None) -> Iterator[tuple]:
-    """(features by setting name, None) or (None, reason) per clip, in clip order."""
+    """`_extract_one`'s result per clip, in clip order."""
     jobs = [clip.path for clip in clips]
     workers = workers or os.cpu_count() or 1
     _init_worker(plan)
@@ -96,9 +100,26 @@ def _init_pool_worker(plan: list[StftFamily]) -> None:
     global _BLAS_LIMIT
     _init_worker(plan)
     _BLAS_LIMIT = threadpool_limits(limits=1)
+    _keep_freed_memory()
 
 
-def _extract_one(path: Path | None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def _keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the OS: every clip
+    allocates the same few large arrays (audio, STFT, power), and mapping them afresh each time
+    costs page faults worth about 20% of a clip's time (measured: 19 -> 15 ms per clip)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    libc.mallopt(M_MMAP_THRESHOLD, 512 * 2**20)
+    libc.mallopt(M_TRIM_THRESHOLD, 2**30)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+
+
+def _extract_one(path: Path | None) -> tuple[dict | None, dict | None, str | None]:
+    """(features, per-bin sums) by setting name, or the reason the clip is skipped."""
     rates = {family.sample_rate for family in _PLAN}
     try:
         if path is None:
@@ -106,8 +127,9 @@ def _extract_one(path: Path | None) -> tuple[dict[str, np.ndarray] | None, str |
         else:
             audio = decode(path, rates)
     except DecodeError as err:
-        return None, str(err)
-    return compute_features(audio, _PLAN), None
+        return None, None, str(err)
+    features = compute_features(audio, _PLAN)
+    return features, {name: bin_sums(values) for name, values in features.items()}, None
 
 
 def _report_skipped(skipped: list[dict[str, str]]) -> None:

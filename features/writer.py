@@ -74,12 +74,14 @@ class StoreWriter:
         self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
         self.frame_count = 0
         self.skipped: list[dict[str, str]] = []
+        self.datasets: dict[str, h5py.Dataset] = {}
         self.classes = dataset.classes
 
-    def add(self, clip: Clip, features: np.ndarray | None, error: str | None) -> None:
-        if features is None:
-            self.skipped.append({"clip": clip.clip_id, "file": str(clip.path), "reason": error or "unknown"})
-            return
+    def skip(self, clip: Clip, reason: str | None) -> None:
+        self.skipped.append({"clip": clip.clip_id, "file": str(clip.path), "reason": reason or "unknown"})
+
+    def add(self, clip: Clip, features: np.ndarray, sums: np.ndarray) -> None:
+        """Write one clip's row; `sums` (per-bin sum and sum of squares) count for train clips only."""
         split = self.split_of[clip.clip_id]
         data = self._dataset(split, features.shape[1])
         if features.shape[1] > data.shape[2]:
@@ -88,15 +90,14 @@ class StoreWriter:
         data[row, :, : features.shape[1]] = features
         self.rows[split].append((clip.clip_id, clip.label, features.shape[1]))
         if split == "train":
-            values = features.astype(np.float64)
-            self.sums += (values.sum(axis=1), (values**2).sum(axis=1))
+            self.sums += sums
             self.frame_count += features.shape[1]
 
     def _dataset(self, split: str, frames: int) -> h5py.Dataset:
         assert self.file is not None
-        if split not in self.file:
+        if split not in self.datasets:  # handles kept: h5py lookups by name cost more than the write
             bins = self.setting.n_bins
-            self.file.create_group(split).create_dataset(
+            self.datasets[split] = self.file.create_group(split).create_dataset(
                 "features",
                 shape=(self.capacity[split], bins, frames),
                 maxshape=(self.capacity[split], bins, None),
@@ -104,7 +105,7 @@ class StoreWriter:
                 dtype=np.float16,
                 fillvalue=0,
             )
-        return self.file[split]["features"]
+        return self.datasets[split]
 
     def finish(self) -> None:
         """Write index arrays, statistics and metadata, then rename into place."""
