@@ -1,0 +1,187 @@
+"""Genres of audio files from a model saved by the report (`report/model-seed0.pt`):
+
+    python -m models.predict MODEL song.wav [more.wav ...] [--top K]
+
+The model file holds plain containers and tensors only (read with ``torch.load(weights_only=True)``,
+so opening one cannot run code): the trial config that built the network, its weights, the class
+names, the feature setting and the training split's normalisation statistics. Each audio file gets
+the features the model was trained on, cut into the same overlapping segments as validation, and
+the segments' probabilities averaged (`training.evaluate_clips` on a one-clip split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.errors import UserError, exit_on_user_error
+from features.compute import DecodeError, compute_features, decode, plan_stfts
+from features.settings import FeatureSetting
+from features.store import SplitArrays
+from models.registry import build_model
+from training.config import TrialConfig
+from training.evaluate import evaluate_clips
+
+MODEL_FORMAT = "genre-search-model"
+MODEL_FORMAT_VERSION = 1
+REQUIRED_KEYS = ("config", "classes", "setting", "mean", "std", "state_dict")
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    config: TrialConfig
+    classes: tuple[str, ...]
+    mean: np.ndarray  # (bins,) float32, the training split's per-bin statistics
+    std: np.ndarray
+    model: nn.Module  # on the CPU, in eval mode
+    about: dict[str, Any]  # where it came from: experiment, trial, seed, data it was trained on
+
+    @property
+    def setting(self) -> FeatureSetting:
+        return self.config.features
+
+
+def save_model(
+    path: Path,
+    state_dict: dict[str, torch.Tensor],
+    config: TrialConfig,
+    classes: tuple[str, ...],
+    stats: tuple[np.ndarray, np.ndarray],
+    about: dict[str, Any],
+) -> None:
+    """Write a model file; `about` must hold plain values only (str, numbers, lists, dicts)."""
+    mean, std = stats
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "setting": config.features.to_dict(),
+        "mean": torch.as_tensor(np.asarray(mean, dtype=np.float32)),
+        "std": torch.as_tensor(np.asarray(std, dtype=np.float32)),
+        "state_dict": {key: value.detach().cpu() for key, value in state_dict.items()},
+        "about": about,
+    }
+    torch.save(payload, path)
+
+
+def load_model(path: str | Path) -> SavedModel:
+    """Read and rebuild a saved model; anything that does not match is a one-line `UserError`."""
+    payload = _read_payload(Path(path))
+    try:
+        config = TrialConfig.from_dict(payload["config"])
+        if FeatureSetting.from_dict(payload["setting"]) != config.features:
+            raise UserError("its feature setting differs from its config's")
+        classes = tuple(str(name) for name in payload["classes"])
+        mean, std = (payload[key].float().numpy() for key in ("mean", "std"))
+        if not (mean.shape == std.shape == (config.features.n_bins,)):
+            raise UserError(f"statistics of shape {mean.shape} do not fit {config.features.n_bins} bins")
+        model = build_model(config.model.arch, config.model.params, config.features.n_bins, len(classes))
+        _check_weights(model, payload["state_dict"])
+        model.load_state_dict(payload["state_dict"])
+    except UserError as err:
+        raise UserError(f"{path}: model file does not match: {err}") from err
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as err:
+        raise UserError(f"{path}: model file does not match: {type(err).__name__}: {err}".splitlines()[0]) from err
+    model.eval()
+    return SavedModel(config, classes, mean, std, model, dict(payload.get("about") or {}))
+
+
+def _check_weights(model: nn.Module, weights: dict[str, Any]) -> None:
+    """Name what differs between the weights and the network the config builds, in one line
+    (load_state_dict's own message lists every key over many lines)."""
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - weights.keys())
+    unexpected = sorted(weights.keys() - expected.keys())
+    reshaped = sorted(
+        key
+        for key in expected.keys() & weights.keys()
+        if not isinstance(weights[key], torch.Tensor) or weights[key].shape != expected[key].shape
+    )
+    problems = [
+        f"{len(keys)} {what} (first: {keys[0]})"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+        if keys
+    ]
+    if problems:
+        raise UserError(f"weights do not fit the network its config builds: {'; '.join(problems)}")
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types for bytes that are not a checkpoint
+        raise UserError(f"{path}: not a readable model file ({type(err).__name__})") from err
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise UserError(f"{path}: not a genre-search model file (save one with report.py)")
+    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+        raise UserError(f"{path}: model format {payload.get('format_version')!r}, expected {MODEL_FORMAT_VERSION}")
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise UserError(f"{path}: model file does not match: missing {', '.join(missing)}")
+    return payload
+
+
+def clip_probabilities(saved: SavedModel, path: Path) -> np.ndarray:
+    """(classes,) probabilities for one audio file: its segments' probabilities, averaged.
+
+    Raises `DecodeError` or `OSError` for a file that cannot be read as audio."""
+    setting = saved.setting
+    audio = decode(path, {setting.sample_rate})
+    features = compute_features(audio, plan_stfts([setting]))[setting.name]
+    # A one-clip split, so segmenting and averaging are exactly those of validation and test.
+    clip = SplitArrays(
+        features=features[None],
+        lengths=np.array([features.shape[1]], dtype=np.int32),
+        labels=np.zeros(1, dtype=np.int64),  # unknown; only the loss would use it
+        clip_ids=(str(path),),
+    )
+    segment_frames, overlap = saved.config.segment_frames, saved.config.training.eval_overlap
+    return evaluate_clips(saved.model, clip, saved.mean, saved.std, segment_frames, overlap).clip_probs[0]
+
+
+def top_genres(saved: SavedModel, probs: np.ndarray, top: int) -> list[tuple[str, float]]:
+    order = np.argsort(-probs, kind="stable")[:top]
+    return [(saved.classes[i], float(probs[i])) for i in order]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="a model file written by report.py (report/model-seed0.pt)")
+    parser.add_argument("audio", nargs="+", help="audio files (wav, au, flac, mp3, ...)")
+    parser.add_argument("--top", type=int, default=3, help="genres to print per file (default 3)")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}")
+    saved = load_model(args.model)
+    failed = 0
+    for name in args.audio:
+        try:
+            probs = clip_probabilities(saved, Path(name))
+        except (DecodeError, OSError) as err:
+            # One bad file must not hide the others' predictions.
+            print(f"error: {name}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        ranked = ", ".join(f"{genre} {p:.3f}" for genre, p in top_genres(saved, probs, args.top))
+        print(f"{name}: {ranked}", flush=True)
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

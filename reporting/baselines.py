@@ -1,0 +1,77 @@
+"""What our numbers are compared with: the homework baseline's published test accuracy (only on
+GTZAN's 8 homework genres), and the result of `baseline.yaml` run on the same data.
+
+Rule for `baseline.yaml`'s result: the experiment itself when its space file was named
+baseline.yaml; otherwise the most recently started experiment in the same storage folder whose
+space file was named baseline.yaml and whose dataset fingerprint equals this experiment's (numbers
+from other data are not comparable). Its validation accuracy is its best trial's (leaderboard.csv);
+its test accuracy comes from its own report (report/report.json), when `report.py` has made one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.dataset import PROJECT_SPLITS_DIR, SPLIT_FILES
+from reporting.locate import experiments_in, started_at
+from search.experiment import METADATA_FILE
+from search.leaderboard import LEADERBOARD_FILE, METRIC
+
+HOMEWORK_TEST_ACC = 0.6344  # the homework baseline's published test accuracy on GTZAN (63.44%)
+BASELINE_SPACE = "baseline.yaml"
+REPORT_JSON = "report.json"
+
+
+def homework_genres() -> tuple[str, ...]:
+    """The 8 genres of the homework's fault-filtered GTZAN split (the project's own split lists)."""
+    names = set()
+    for split_file in SPLIT_FILES.values():
+        lines = (PROJECT_SPLITS_DIR / split_file).read_text().splitlines()
+        names |= {line.split("/")[0] for line in lines if line.strip() and not line.startswith("#")}
+    return tuple(sorted(names))
+
+
+def homework_baseline(dataset: dict[str, Any]) -> float | None:
+    """The published 63.44% applies only to real GTZAN with the homework's genres."""
+    is_gtzan = not dataset.get("synthetic") and tuple(sorted(dataset.get("classes", []))) == homework_genres()
+    return HOMEWORK_TEST_ACC if is_gtzan else None
+
+
+def is_baseline(metadata: dict[str, Any]) -> bool:
+    return Path(str(metadata.get("space_file", ""))).name == BASELINE_SPACE
+
+
+def baseline_experiment(folder: Path, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The baseline.yaml experiment to compare with (see the module's rule), summarised; None if none."""
+    if is_baseline(metadata):
+        return None  # this experiment is the baseline: its own numbers are the comparison
+    fingerprint = metadata["dataset"]["fingerprint"]
+    candidates = []
+    for sibling in experiments_in(folder.parent):
+        try:
+            other = json.loads((sibling / METADATA_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if sibling != folder and is_baseline(other) and other.get("dataset", {}).get("fingerprint") == fingerprint:
+            candidates.append(sibling)
+    if not candidates:
+        return None
+    return _summary(max(candidates, key=started_at))
+
+
+def _summary(folder: Path) -> dict[str, Any]:
+    """Its best trial's validation accuracy in the search; its report's retrained numbers if any."""
+    summary: dict[str, Any] = {"name": folder.name, "folder": str(folder), "search_valid": None}
+    leaderboard = folder / LEADERBOARD_FILE
+    if leaderboard.is_file():
+        table = pd.read_csv(leaderboard)
+        if METRIC in table and table[METRIC].notna().any():
+            summary["search_valid"] = float(table[METRIC].max())
+    report = folder / "report" / REPORT_JSON
+    numbers = json.loads(report.read_text()) if report.is_file() else {}
+    summary["valid"], summary["test"] = numbers.get("valid"), numbers.get("test")  # {"mean", "std", "seeds"}
+    return summary

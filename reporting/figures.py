@@ -1,0 +1,99 @@
+"""The report's pictures, drawn with matplotlib's Agg backend (no display needed) into PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: a report runs on servers without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from reporting.retrain import SeedRun  # noqa: E402
+from search.leaderboard import METRIC  # noqa: E402
+
+DPI = 120
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, format="png")
+    plt.close(fig)  # figures are kept by pyplot until closed: a long report would hoard memory
+    return path
+
+
+def confusion_png(matrix: np.ndarray, classes: Sequence[str], title: str, path: Path) -> Path:
+    """Counts, and colours by each true genre's share (rows sum to 1), so rare genres show too."""
+    size = max(4.0, 0.6 * len(classes) + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (row, col), count in np.ndenumerate(matrix):
+        colour = "white" if shares[row, col] > 0.5 else "black"
+        ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted genre")
+    ax.set_ylabel("true genre")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label="share of the true genre's clips")
+    return _save(fig, path)
+
+
+def learning_curves_png(runs: list[SeedRun], path: Path) -> Path:
+    """Train (solid) and validation (dashed) loss, and validation clip accuracy, one colour per seed."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for run in runs:
+        epochs = [m.epoch for m in run.history]
+        colour = f"C{run.seed % 10}"
+        loss_ax.plot(epochs, [m.train_loss for m in run.history], color=colour, label=f"seed {run.seed} train")
+        loss_ax.plot(epochs, [m.valid_loss for m in run.history], "--", color=colour, label=f"seed {run.seed} valid")
+        acc_ax.plot(epochs, [m.valid_clip_acc for m in run.history], color=colour, label=f"seed {run.seed}")
+        acc_ax.axvline(run.epoch, color=colour, linestyle=":", linewidth=1)  # the epoch kept
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="valid clip accuracy", title="validation clip accuracy (dotted: epoch kept)")
+    acc_ax.set_ylim(0.0, 1.0)
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def search_history_png(table: pd.DataFrame, path: Path) -> Path:
+    """Each trial's best validation clip accuracy in the order trials started, with the running best."""
+    ordered = table.sort_values("start_order")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    markers = {"finished": ("o", "ran every epoch"), "stopped early": ("v", "stopped early")}
+    markers.update({"interrupted": ("s", "interrupted")})
+    for status, (marker, label) in markers.items():
+        chosen = ordered[ordered["status"] == status]
+        if chosen.empty:
+            continue  # no legend entry for an outcome no trial had
+        ax.scatter(chosen["start_order"], chosen[METRIC], marker=marker, label=label, alpha=0.8)
+    failed = ordered[ordered[METRIC].isna()] if METRIC in ordered else ordered
+    if not failed.empty:
+        ax.scatter(failed["start_order"], np.zeros(len(failed)), marker="x", color="red", label="errored / no epoch")
+    running = ordered[METRIC].astype(float).cummax().ffill()
+    ax.step(ordered["start_order"], running, where="post", color="black", label="running best")
+    ax.set(xlabel="trial (start order)", ylabel="best valid clip accuracy", title="search history")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def importance_png(values: dict[str, float], path: Path) -> Path:
+    names = list(values)[::-1]  # highest on top
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.5))
+    ax.barh(names, [values[name] for name in names], color="C0")
+    ax.set(xlabel="importance (fANOVA, sums to 1)", title="hyperparameter importance")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,200 @@
+"""The best config retrained from scratch, once per seed, with the search's own `fit()`, then
+evaluated on validation and on the test split. This module is the only code that reads the test
+split: the search (search/) gets train and valid only."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import models
+from common.errors import UserError
+from features.dataset import load_dataset
+from features.extract import build_stores
+from features.settings import FeatureSetting
+from features.store import FeatureStore, FitData, SplitArrays
+from models.predict import save_model
+from search.experiment import METADATA_FILE
+from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
+
+log = logging.getLogger(__name__)
+
+STANDARD, MERGED = "train", "train+valid"  # what each kind of run trained on
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    trained_on: str  # STANDARD or MERGED
+    epoch: int  # the epoch whose weights are kept: best on validation, or the merged run's last
+    test: ClipEvaluation
+    valid: ClipEvaluation | None  # None for merged runs: their validation clips were training data
+    history: list[EpochMetrics] = field(default_factory=list)
+    model_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """What every seed shares: the config, the data, where models go."""
+
+    config: TrialConfig  # the best trial's, with training.max_epochs set to the search's
+    data: FitData
+    test: SplitArrays
+    out_dir: Path
+    about: dict[str, Any]  # experiment, trial, dataset: recorded in every model file
+    device: torch.device
+
+    def seeded(self, seed: int) -> TrialConfig:
+        return dataclasses.replace(self.config, training=dataclasses.replace(self.config.training, seed=seed))
+
+
+def open_store(folder: Path, metadata: dict[str, Any], setting: FeatureSetting) -> FeatureStore:
+    """The store the search trained `setting` on, as listed in experiment.json; rebuilt from the
+    dataset root recorded there when the file has gone (a cache folder may be cleaned)."""
+    listed = (metadata.get("stores") or {}).get(setting.name)
+    if listed is None:
+        raise UserError(f"{folder / METADATA_FILE}: lists no feature store for {setting.name}")
+    path = Path(listed)
+    if not path.is_file():
+        root = metadata["dataset"]["root"]
+        log.warning("store %s is gone: rebuilding it from %s", path, root)
+        build_stores(load_dataset(root), [setting], path.parent)
+    return FeatureStore(path)
+
+
+def load_test_split(store: FeatureStore) -> SplitArrays:
+    """The one place the project reads test data: after the search, for the final numbers."""
+    return store.load_split("test")
+
+
+def run_seeds(job: Retraining, seeds: int, merge_train_valid: bool) -> tuple[list[SeedRun], list[SeedRun]]:
+    """Standard runs (train, best validation epoch kept) for seeds 0..seeds-1, and with
+    `merge_train_valid` a train+valid run per seed for that seed's chosen number of epochs."""
+    standard, merged = [], []
+    for seed in range(seeds):
+        run = train_standard(job, seed)
+        standard.append(run)
+        if merge_train_valid:
+            merged.append(train_merged(job, seed, run.epoch))
+    return standard, merged
+
+
+def train_standard(job: Retraining, seed: int) -> SeedRun:
+    config = job.seeded(seed)
+    with _EpochBar(f"seed {seed} ({STANDARD})", config.training.max_epochs) as bar:
+        result = fit(config, job.data, bar.on_epoch_end, device=job.device)
+    # The weights of the best validation epoch, as the search's ranking used that epoch too.
+    model = _built(config, job.data, result.best_state, job.device)
+    run = SeedRun(
+        seed=seed,
+        trained_on=STANDARD,
+        epoch=result.best_epoch,
+        valid=_evaluate(model, config, job.data.valid, job.data, job.device),
+        test=_evaluate(model, config, job.test, job.data, job.device),
+        history=result.history,
+    )
+    run.model_file = _save(job, run, config, result.best_state)
+    return run
+
+
+class _EnoughEpochs(Exception):
+    """Raised from the epoch callback once a merged run has trained its epochs. `fit()` has no
+    other limit than training.max_epochs, which must stay as searched: cosine and onecycle
+    schedules are laid out over it, so a shorter limit would change every epoch's learning rate."""
+
+
+def train_merged(job: Retraining, seed: int, epochs: int) -> SeedRun:
+    """Train on train+valid for `epochs` (chosen on validation by the standard run of this seed)
+    and keep the last weights: no held-out data is left to choose an epoch with."""
+    config, data = job.seeded(seed), merged_fit_data(job.data)
+    kept: dict[str, Any] = {}
+    with _EpochBar(f"seed {seed} ({MERGED})", epochs, held_out=False) as bar:
+
+        def on_epoch_end(metrics: EpochMetrics, state: TrainingState) -> None:
+            bar.on_epoch_end(metrics, state)
+            kept.update(state=state.model, epoch=metrics.epoch, history=[*kept.get("history", []), metrics])
+            if metrics.epoch >= epochs:
+                raise _EnoughEpochs
+
+        with contextlib.suppress(_EnoughEpochs):
+            fit(config, data, on_epoch_end, device=job.device)
+    # Without the exception the run stopped first by itself (training.min_lr): its last epoch is kept.
+    model = _built(config, data, kept["state"], job.device)
+    run = SeedRun(seed, MERGED, kept["epoch"], test=_evaluate(model, config, job.test, data, job.device), valid=None)
+    run.history = kept["history"]
+    run.model_file = _save(job, run, config, kept["state"])
+    return run
+
+
+def merged_fit_data(data: FitData) -> FitData:
+    """Train and valid as one training split. `fit()` still validates every epoch on the valid
+    clips, now training data: those numbers are not held-out and are not reported (a plateau
+    schedule watching that loss may cut the rate later than in the standard run). Normalisation
+    keeps the store's train-only statistics, which the saved model carries too."""
+    return dataclasses.replace(data, train=concat_splits(data.train, data.valid))
+
+
+def concat_splits(first: SplitArrays, second: SplitArrays) -> SplitArrays:
+    frames = max(first.features.shape[2], second.features.shape[2])
+
+    def padded(features: np.ndarray) -> np.ndarray:  # clips past their length are zero padding anyway
+        return np.pad(features, ((0, 0), (0, 0), (0, frames - features.shape[2])))
+
+    return SplitArrays(
+        features=np.concatenate([padded(first.features), padded(second.features)]),
+        lengths=np.concatenate([first.lengths, second.lengths]),
+        labels=np.concatenate([first.labels, second.labels]),
+        clip_ids=first.clip_ids + second.clip_ids,
+    )
+
+
+def _built(config: TrialConfig, data: FitData, state: dict[str, torch.Tensor], device: torch.device) -> torch.nn.Module:
+    model = models.build_model(config.model.arch, config.model.params, data.train.features.shape[1], len(data.classes))
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def _evaluate(
+    model: torch.nn.Module, config: TrialConfig, split: SplitArrays, data: FitData, device: torch.device
+) -> ClipEvaluation:
+    """Clip-level accuracy exactly as the search measured validation: same segments, same overlap."""
+    return evaluate_clips(
+        model, split, data.mean, data.std, config.segment_frames, config.training.eval_overlap, device=device
+    )
+
+
+def _save(job: Retraining, run: SeedRun, config: TrialConfig, state: dict[str, torch.Tensor]) -> Path:
+    prefix = "model" if run.trained_on == STANDARD else "model-merged"
+    path = job.out_dir / f"{prefix}-seed{run.seed}.pt"
+    about = {**job.about, "seed": run.seed, "trained_on": run.trained_on, "epoch": run.epoch}
+    save_model(path, state, config, job.data.classes, (job.data.mean, job.data.std), about)
+    return path
+
+
+class _EpochBar:
+    """A tqdm bar per run, one step per epoch, showing the epoch's losses and validation accuracy."""
+
+    def __init__(self, description: str, epochs: int, held_out: bool = True):
+        self.bar = tqdm(total=epochs, desc=description, unit="epoch", leave=True, dynamic_ncols=True)
+        self.held_out = held_out  # False: the validation clips are training data, their numbers mean nothing
+
+    def on_epoch_end(self, metrics: EpochMetrics, state: TrainingState) -> None:
+        shown = {"train_loss": f"{metrics.train_loss:.3f}"}
+        if self.held_out:
+            shown.update(valid_loss=f"{metrics.valid_loss:.3f}", valid_acc=f"{metrics.valid_clip_acc:.3f}")
+        self.bar.set_postfix(shown)
+        self.bar.update(1)
+
+    def __enter__(self) -> _EpochBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.bar.close()
