@@ -118,7 +118,7 @@ def test_interrupted_build_leaves_no_store(tiny_root: Path, tmp_path: Path, monk
     calls = {"n": 0}
     original_add = writer.StoreWriter.add
 
-    def add_then_interrupt(self, *args):
+    def add_then_interrupt(self, *args):  # the fifth clip never arrives
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt

@@ -113,7 +113,12 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
 
     splits_read: list[str] = []
     original = FeatureStore.load_split
-    monkeypatch.setattr(FeatureStore, "load_split", lambda self, split: splits_read.append(split) or original(self, split))
+
+    def recording(self: FeatureStore, split: str):
+        splits_read.append(split)
+        return original(self, split)
+
+    monkeypatch.setattr(FeatureStore, "load_split", recording)
     space = tiny_space(tmp_path, num_samples=6, max_epochs=4)
     try:
         folder = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="e2e"))
