@@ -27,9 +27,9 @@ from features.settings import FeatureSetting
 from features.store import FeatureStore, FitData
 from training import TrialConfig, evaluate_clips, fit
 
-CONFIGS = {  # model → training section (the rest: defaults, SGD as the homework)
-    "baseline": {"segment_seconds": 23.78, "segments_per_clip": 1, "batch_size": 4},
-    "cnn2d": {"segment_seconds": 3.0, "segments_per_clip": 8, "batch_size": 32},
+CONFIGS = {  # model → (its params, training section); the rest: defaults, SGD as the homework
+    "baseline": ({}, {"segment_seconds": 23.78, "segments_per_clip": 1, "batch_size": 4}),
+    "cnn2d": ({"depth": 4, "channels": 8}, {"segment_seconds": 3.0, "segments_per_clip": 8, "batch_size": 32}),
 }
 
 
@@ -92,7 +92,7 @@ def write_npy_files(data: FitData, folder: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="dataset root (default: the built-in synthetic set)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement (the last is reported)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of fit() (the last is reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a search trial gets 1 per CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,8 +105,9 @@ def main() -> None:
     print(f"{'model':9} {'fit() epoch':>12} {'batch prep':>11} {'npy loader epoch':>17} {'waiting':>8} {'speed-up':>9}")
     with tempfile.TemporaryDirectory() as folder:
         files = write_npy_files(data, Path(folder))
-        for arch, training in CONFIGS.items():
-            raw = {"model": {"arch": arch}, "optimizer": {"name": "sgd", "lr": 0.01}, "schedule": {"name": "none"}}
+        for arch, (params, training) in CONFIGS.items():
+            raw = {"model": {"arch": arch, "params": params}, "optimizer": {"name": "sgd", "lr": 0.01}}
+            raw["schedule"] = {"name": "none"}
             config = TrialConfig.from_dict({**raw, "training": {**training, "max_epochs": args.epochs}})
             last = fit(config, data).history[-1]
             homework, waiting = homework_epoch(config, data, files)
