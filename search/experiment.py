@@ -39,12 +39,14 @@ def is_uri(storage: str) -> bool:
     return "://" in storage
 
 
-def locate(storage: str | None, name: str | None, space_path: Path, resume: bool) -> Experiment:
-    """Where the experiment lives; refuses to reuse a name without `--resume`, or resume nothing."""
+def locate(storage: str | None, name: str | None, resume: bool, space_path: Path | None = None) -> Experiment:
+    """Where the experiment lives; refuses to reuse a name without `--resume`, or resume nothing.
+    Without a name, a new experiment is named after its space file and the time."""
     storage = str(storage or DEFAULT_STORAGE)
-    if resume and not name:
-        raise UserError("--resume needs --name: the experiment to continue")
-    name = name or f"{space_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not name:
+        if resume or space_path is None:
+            raise UserError("--resume needs --name: the experiment to continue")
+        name = f"{space_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     local = DEFAULT_STORAGE / name if is_uri(storage) else Path(storage).expanduser().resolve() / name
     exists = (local / METADATA_FILE).is_file()
     if exists and not resume:
