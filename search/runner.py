@@ -3,7 +3,6 @@ Optuna's TPE proposing configs and ASHA stopping weak trials, each trial one `fi
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -17,6 +16,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from common.errors import UserError
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.locate import default_stores_dir, resolve_data_root
@@ -55,6 +55,25 @@ class SpaceSampler:
         return self.space.suggest(trial)
 
 
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose study lives in SQLite, written at once, while Ray snapshots the searcher
+    every few seconds: after a killed driver, Ray may resume a trial the study has already closed.
+    Optuna then refuses its further results (and its completion), which would end the search; they
+    change nothing Optuna uses, so they are dropped."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self._closed_in_study(trial_id):
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if not self._closed_in_study(trial_id):
+            super().on_trial_complete(trial_id, result, error)
+
+    def _closed_in_study(self, trial_id: str) -> bool:
+        trial = self._ot_trials.get(trial_id)
+        return trial is not None and self._ot_study.trials[trial.number].state.is_finished()
+
+
 def run_search(request: SearchRequest) -> Path:
     """Run (or resume) a search; returns the local experiment folder."""
     experiment, space = _prepare_experiment(request)
@@ -78,20 +97,20 @@ def run_search(request: SearchRequest) -> Path:
 
 
 def _prepare_experiment(request: SearchRequest) -> tuple[experiments.Experiment, Space]:
-    overrides = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
-    search_overrides = {k: overrides[k] for k in ("num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial")}
     if request.resume:
-        # A resumed search runs the space it started with, not a file edited since.
-        experiment = experiments.locate(request.storage, request.name, Path("resume"), resume=True)
-        space = load_space(experiment.local_dir / experiments.SPACE_COPY)
+        # A resumed search runs the space and search settings it started with, not a file edited since.
+        experiment = experiments.locate(request.storage, request.name, resume=True)
         saved = experiments.read_metadata(experiment.local_dir)["search"]
-        return experiment, dataclasses.replace(space, search=dataclasses.replace(space.search, **saved))
+        return experiment, load_space(experiment.local_dir / experiments.SPACE_COPY).with_search(**saved)
     if not request.space:
-        from common.errors import UserError
-
         raise UserError("--space is required (a path, or a file name in spaces/)")
-    space = load_space(request.space).with_search(**search_overrides)
-    return experiments.locate(request.storage, request.name, space.path, resume=False), space
+    space = load_space(request.space).with_search(
+        num_samples=request.num_samples,
+        max_epochs=request.max_epochs,
+        cpus_per_trial=request.cpus_per_trial,
+        gpus_per_trial=request.gpus_per_trial,
+    )
+    return experiments.locate(request.storage, request.name, resume=False, space_path=space.path), space
 
 
 def _start_ray(address: str | None) -> None:
@@ -119,7 +138,7 @@ def _resources(space: Space) -> dict[str, float]:
 
 def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment) -> tune.Tuner:
     search = space.search
-    searcher = OptunaSearch(
+    searcher = ResumableOptunaSearch(
         space=SpaceSampler(space),
         metric=search.metric,
         mode="max",
