@@ -1,5 +1,6 @@
 """Per-clip feature computation: one decode, one STFT per (rate, window, hop) family, every
-requested setting derived from them. Pure functions, run inside the extractor's workers."""
+requested setting derived from them, and for training clips the augmented copies' features.
+Pure functions, run inside the extractor's workers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import librosa
 import numpy as np
 import soundfile
 
+from features.augment import AudioAugment, apply_effects
 from features.settings import FeatureSetting
 
 STORED_DTYPE = np.float16  # halves store size and memory; features are log-compressed, so 3 digits suffice
@@ -45,6 +47,62 @@ def plan_stfts(settings: list[FeatureSetting]) -> list[StftFamily]:
         base = next((hop for hop in bases if setting.hop_length % hop == 0), setting.hop_length)
         families.setdefault((*window, base), []).append(setting)
     return [StftFamily(rate, fft, hop, tuple(group)) for (rate, fft, hop), group in families.items()]
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """What a worker computes per clip: every distinct setting without augmentation from the
+    decoded audio, and for training clips, per augmentation, the settings that use it from each copy."""
+
+    originals: tuple[StftFamily, ...]
+    augmentations: tuple[tuple[AudioAugment, tuple[StftFamily, ...]], ...]
+
+    @property
+    def sample_rates(self) -> set[int]:
+        return {family.sample_rate for family in self.originals}
+
+
+def plan_extraction(settings: list[FeatureSetting]) -> ExtractionPlan:
+    originals = list(dict.fromkeys(setting.original for setting in settings))
+    by_augment: dict[AudioAugment, list[FeatureSetting]] = {}
+    for setting in settings:
+        if setting.audio_augment.enabled:
+            group = by_augment.setdefault(setting.audio_augment, [])
+            group += [setting.original] if setting.original not in group else []
+    augmentations = tuple((augment, tuple(plan_stfts(group))) for augment, group in by_augment.items())
+    return ExtractionPlan(tuple(plan_stfts(originals)), augmentations)
+
+
+@dataclass(frozen=True)
+class AugmentedCopy:
+    params: dict[str, float]  # the effect values this copy drew (recorded in the store)
+    features: dict[str, np.ndarray]  # by the name of the setting without augmentation
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """One clip's result: features and per-bin sums by setting name (without augmentation), and
+    for a training clip the copies of each augmentation."""
+
+    features: dict[str, np.ndarray]
+    sums: dict[str, np.ndarray]
+    copies: dict[AudioAugment, list[AugmentedCopy]]
+
+
+def compute_clip(
+    audio_by_rate: dict[int, np.ndarray], clip_id: str, augment: bool, plan: ExtractionPlan
+) -> ClipFeatures:
+    features = compute_features(audio_by_rate, list(plan.originals))
+    sums = {name: bin_sums(values) for name, values in features.items()}
+    copies: dict[AudioAugment, list[AugmentedCopy]] = {}
+    for augmentation, families in plan.augmentations if augment else ():
+        copies[augmentation] = []
+        for number in range(augmentation.copies):
+            params = augmentation.copy_params(clip_id, number)
+            rates = {family.sample_rate for family in families}
+            audio = {rate: apply_effects(audio_by_rate[rate], rate, params) for rate in rates}
+            copies[augmentation].append(AugmentedCopy(params, compute_features(audio, list(families))))
+    return ClipFeatures(features, sums, copies)
 
 
 def decode(path: Path, sample_rates: set[int]) -> dict[int, np.ndarray]:

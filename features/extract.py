@@ -1,5 +1,6 @@
 """Building feature stores: every clip decoded once, every requested setting computed from that
-decode, clips spread over worker processes, one writer owning the HDF5 files.
+decode (and, for training clips, from each augmented copy), clips spread over worker processes,
+one writer owning the HDF5 files.
 
     python -m features.extract --data DIR --space SPACE.yaml [--stores DIR] [--workers N]
 """
@@ -19,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from common.errors import UserError, exit_on_user_error
-from features.compute import DecodeError, StftFamily, bin_sums, compute_features, decode, plan_stfts
+from features.compute import ClipFeatures, DecodeError, ExtractionPlan, compute_clip, decode, plan_extraction
 from features.dataset import Clip, Dataset, load_dataset
 from features.settings import FeatureSetting
 from features.writer import StoreWriter, is_current, remove_stale_partials, store_path
@@ -51,16 +52,17 @@ def build_stores(
 def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path], workers: int | None) -> None:
     writers = [StoreWriter(path, setting, dataset, described) for setting, path in zip(settings, paths)]
     clips = dataset.all_clips()
+    train_ids = {clip.clip_id for clip in dataset.splits["train"]}  # only training clips get copies
     try:
-        results = _extract_all(clips, plan_stfts(settings), workers)
-        for clip, (features, sums, error) in tqdm(
-            zip(clips, results), total=len(clips), desc=f"extracting {len(settings)} setting(s)", unit="clip"
+        results = _extract_all(clips, train_ids, plan_extraction(settings), workers)
+        for clip, result in tqdm(
+            zip(clips, results), total=len(clips), desc=f"extracting {_describe(settings)}", unit="clip"
         ):
             for writer in writers:
-                if features is None:
-                    writer.skip(clip, error)
+                if isinstance(result, str):
+                    writer.skip(clip, result)
                 else:
-                    writer.add(clip, features[writer.setting.name], sums[writer.setting.name])
+                    _write_clip(writer, clip, result)
         for writer in writers:
             writer.finish()
     finally:
@@ -69,9 +71,23 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
     _report_skipped(writers[0].skipped)
 
 
-def _extract_all(clips: list[Clip], plan: list[StftFamily], workers: int | None) -> Iterator[tuple]:
+def _describe(settings: list[FeatureSetting]) -> str:
+    copies = sum(setting.audio_augment.copies for setting in settings)
+    return f"{len(settings)} setting(s)" + (f", {copies} augmented copies per train clip" if copies else "")
+
+
+def _write_clip(writer: StoreWriter, clip: Clip, result: ClipFeatures) -> None:
+    name = writer.setting.original.name
+    writer.add(clip, result.features[name], result.sums[name])
+    for number, copy in enumerate(result.copies.get(writer.setting.audio_augment, []), start=1):
+        writer.add_copy(clip, number, copy.features[name], copy.params)
+
+
+def _extract_all(
+    clips: list[Clip], train_ids: set[str], plan: ExtractionPlan, workers: int | None
+) -> Iterator[ClipFeatures | str]:
     """`_extract_one`'s result per clip, in clip order."""
-    jobs = [clip.path for clip in clips]
+    jobs = [(clip.path, clip.clip_id, clip.clip_id in train_ids) for clip in clips]
     workers = workers or os.cpu_count() or 1
     _init_worker(plan)
     _extract_one(None)  # warm librosa up once here; forked workers inherit it
@@ -85,16 +101,16 @@ def _extract_all(clips: list[Clip], plan: list[StftFamily], workers: int | None)
         yield from pool.imap(_extract_one, jobs, chunksize=2)
 
 
-_PLAN: list[StftFamily] = []
+_PLAN = ExtractionPlan((), ())
 _BLAS_LIMIT: threadpool_limits | None = None
 
 
-def _init_worker(plan: list[StftFamily]) -> None:
+def _init_worker(plan: ExtractionPlan) -> None:
     global _PLAN
     _PLAN = plan
 
 
-def _init_pool_worker(plan: list[StftFamily]) -> None:
+def _init_pool_worker(plan: ExtractionPlan) -> None:
     """One BLAS thread per worker: the workers already fill the cores, and BLAS thread pools
     inherited through fork oversubscribe them (two workers ran slower than one without this)."""
     global _BLAS_LIMIT
@@ -118,18 +134,18 @@ def _keep_freed_memory() -> None:
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 
 
-def _extract_one(path: Path | None) -> tuple[dict | None, dict | None, str | None]:
-    """(features, per-bin sums) by setting name, or the reason the clip is skipped."""
-    rates = {family.sample_rate for family in _PLAN}
+def _extract_one(job: tuple[Path, str, bool] | None) -> ClipFeatures | str:
+    """The clip's features (and copies, for a training clip), or the reason it is skipped."""
+    rates = _PLAN.sample_rates
+    if job is None:  # warm-up (librosa imports its parts on first use): one second of noise
+        noise = {rate: np.random.default_rng(0).standard_normal(rate).astype(np.float32) for rate in rates}
+        return compute_clip(noise, "", True, _PLAN)
+    path, clip_id, augment = job
     try:
-        if path is None:
-            audio = {rate: np.zeros(rate, dtype=np.float32) for rate in rates}
-        else:
-            audio = decode(path, rates)
+        audio = decode(path, rates)
     except DecodeError as err:
-        return None, None, str(err)
-    features = compute_features(audio, _PLAN)
-    return features, {name: bin_sums(values) for name, values in features.items()}, None
+        return str(err)
+    return compute_clip(audio, clip_id, augment, _PLAN)
 
 
 def _report_skipped(skipped: list[dict[str, str]]) -> None:

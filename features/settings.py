@@ -8,6 +8,7 @@ from typing import Any
 
 from common.errors import UserError
 from common.typed import from_dict
+from features.augment import AudioAugment
 
 KINDS = ("mel", "mfcc", "chroma")
 # How mel energies are compressed: the homework's log10(1 + 10 * mel), or decibels (power_to_db).
@@ -30,11 +31,15 @@ class FeatureSetting:
     hop_length: int = 512
     n_bins: int | None = None  # mel bands, MFCC coefficients or chroma bins; None: the kind's default
     compression: str | None = None  # mel: log10_1p (the homework's) or db; "none" for mfcc and chroma
+    audio_augment: AudioAugment = AudioAugment()  # augmented copies of the training clips (none by default)
 
     def __post_init__(self) -> None:
         for key, value in KIND_DEFAULTS.get(self.kind, {}).items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)  # frozen: resolved once, here
+        if not self.audio_augment.enabled:
+            # No copies: the effect ranges do not matter, so every such setting is the same store.
+            object.__setattr__(self, "audio_augment", AudioAugment())
         _check_setting(self)
 
     @property
@@ -42,7 +47,14 @@ class FeatureSetting:
         """A file-name-safe key: two settings never share it, one setting always maps to it."""
         parts = [self.kind, f"sr{self.sample_rate}", f"fft{self.n_fft}", f"hop{self.hop_length}"]
         parts += [f"bins{self.n_bins}", self.compression]
+        if self.audio_augment.enabled:
+            parts.append(self.audio_augment.key)
         return "-".join(parts)
+
+    @property
+    def original(self) -> FeatureSetting:
+        """The same features without augmented copies: what validation and test clips get."""
+        return dataclasses.replace(self, audio_augment=AudioAugment())
 
     @property
     def frames_per_second(self) -> float:

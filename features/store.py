@@ -16,6 +16,7 @@ from features.settings import FeatureSetting
 
 STORE_FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
+COPIES_GROUP = "train_copies"  # augmented copies of the training clips, in stores that have them
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,18 @@ class SplitArrays:
 
 
 @dataclass(frozen=True)
+class TrainCopies:
+    """Augmented copies of training clips (`features.augment`): copy i was made from train clip
+    `source[i]`, and has its label; clip ids are the original's with `#<copy number>`."""
+
+    arrays: SplitArrays
+    source: np.ndarray  # (copies,) int64: row of the original in the train split
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+@dataclass(frozen=True)
 class FitData:
     """What training sees: train and valid only (the test split is not an input of `fit()`)."""
 
@@ -45,6 +58,7 @@ class FitData:
     std: np.ndarray  # (bins,) float32
     classes: tuple[str, ...]
     setting: FeatureSetting
+    train_copies: TrainCopies | None = None  # augmented copies of train clips, if the setting asks
 
     @property
     def frames_per_second(self) -> float:
@@ -81,13 +95,22 @@ class FeatureStore:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r} (splits: {', '.join(SPLITS)})")
         with h5py.File(self.path, "r") as f:
-            group = f[split]
-            return SplitArrays(
-                features=group["features"][()],
-                lengths=group["lengths"][()].astype(np.int32),
-                labels=group["labels"][()].astype(np.int64),
-                clip_ids=tuple(s.decode() for s in group["clip_ids"][()]),
-            )
+            return _read_arrays(f[split])
+
+    def load_train_copies(self) -> TrainCopies | None:
+        """The augmented copies of the training clips; None for a store without augmentation."""
+        with h5py.File(self.path, "r") as f:
+            if COPIES_GROUP not in f:
+                return None
+            group = f[COPIES_GROUP]
+            return TrainCopies(_read_arrays(group), group["source"][()].astype(np.int64))
+
+    def copy_params(self) -> list[dict[str, float]]:
+        """Each copy's effect values (pitch shift, stretch, ...), in the order of its rows."""
+        with h5py.File(self.path, "r") as f:
+            if COPIES_GROUP not in f:
+                return []
+            return [json.loads(text) for text in f[COPIES_GROUP]["params"].asstr()[()]]
 
     def load_stats(self) -> tuple[np.ndarray, np.ndarray]:
         with h5py.File(self.path, "r") as f:
@@ -103,7 +126,17 @@ class FeatureStore:
             std=std,
             classes=self.classes,
             setting=self.setting,
+            train_copies=self.load_train_copies(),
         )
+
+
+def _read_arrays(group: h5py.Group) -> SplitArrays:
+    return SplitArrays(
+        features=group["features"][()],
+        lengths=group["lengths"][()].astype(np.int32),
+        labels=group["labels"][()].astype(np.int64),
+        clip_ids=tuple(s.decode() for s in group["clip_ids"][()]),
+    )
 
 
 # Attributes stored as JSON text: the store describes itself.

@@ -14,9 +14,10 @@ import librosa
 import numpy as np
 import soundfile
 
+from common.errors import UserError
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
-from features.store import STORE_FORMAT_VERSION
+from features.store import COPIES_GROUP, STORE_FORMAT_VERSION
 
 PARTIAL_MARK = ".partial-"
 STD_FLOOR = 1e-5  # a constant bin (silence, padding) must not divide by zero when normalising
@@ -37,9 +38,9 @@ def is_current(path: Path, fingerprint: str, setting: FeatureSetting) -> bool:
                 attrs.get("complete")
                 and attrs.get("format_version") == STORE_FORMAT_VERSION
                 and json.loads(attrs["dataset"])["fingerprint"] == fingerprint
-                and json.loads(attrs["setting"]) == setting.to_dict()
+                and FeatureSetting.from_dict(json.loads(attrs["setting"])) == setting
             )
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, UserError):
         return False  # unreadable or foreign file: rebuild it
 
 
@@ -71,6 +72,9 @@ class StoreWriter:
         self.split_of = {clip.clip_id: split for split in SPLIT_NAMES for clip in dataset.splits[split]}
         self.capacity = {split: len(dataset.splits[split]) for split in SPLIT_NAMES}
         self.rows: dict[str, list[tuple[str, int, int]]] = {split: [] for split in SPLIT_NAMES}
+        self.capacity[COPIES_GROUP] = self.capacity["train"] * setting.audio_augment.copies
+        self.rows[COPIES_GROUP] = []
+        self.copy_rows: list[tuple[int, str]] = []  # per copy: its original's train row, its effect values
         self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
         self.frame_count = 0
         self.skipped: list[dict[str, str]] = []
@@ -83,25 +87,36 @@ class StoreWriter:
     def add(self, clip: Clip, features: np.ndarray, sums: np.ndarray) -> None:
         """Write one clip's row; `sums` (per-bin sum and sum of squares) count for train clips only."""
         split = self.split_of[clip.clip_id]
-        data = self._dataset(split, features.shape[1])
-        if features.shape[1] > data.shape[2]:
-            data.resize(features.shape[1], axis=2)  # a longer clip: the others are zero-padded
-        row = len(self.rows[split])
-        data[row, :, : features.shape[1]] = features
-        self.rows[split].append((clip.clip_id, clip.label, features.shape[1]))
+        self._write_row(split, clip.clip_id, clip.label, features)
         if split == "train":
             self.sums += sums
             self.frame_count += features.shape[1]
+
+    def add_copy(self, clip: Clip, number: int, features: np.ndarray, params: dict[str, float]) -> None:
+        """Write augmented copy `number` (from 1) of the training clip added last; the statistics
+        stay those of the originals."""
+        self._write_row(COPIES_GROUP, f"{clip.clip_id}#{number}", clip.label, features)
+        self.copy_rows.append((len(self.rows["train"]) - 1, json.dumps(params)))
+
+    def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
+        data = self._dataset(group, features.shape[1])
+        if features.shape[1] > data.shape[2]:
+            data.resize(features.shape[1], axis=2)  # a longer clip: the others are zero-padded
+        data[len(self.rows[group]), :, : features.shape[1]] = features
+        self.rows[group].append((clip_id, label, features.shape[1]))
 
     def _dataset(self, split: str, frames: int) -> h5py.Dataset:
         assert self.file is not None
         if split not in self.datasets:  # handles kept: h5py lookups by name cost more than the write
             bins = self.setting.n_bins
+            # Copies differ in length (time stretch): short chunks leave their padding unallocated,
+            # so the copies cost only their own frames on disk.
+            frames_per_chunk = 64 if split == COPIES_GROUP else 2048
             self.datasets[split] = self.file.create_group(split).create_dataset(
                 "features",
                 shape=(self.capacity[split], bins, frames),
                 maxshape=(self.capacity[split], bins, None),
-                chunks=(1, bins, min(frames, 2048)),
+                chunks=(1, bins, min(frames, frames_per_chunk)),
                 dtype=np.float16,
                 fillvalue=0,
             )
@@ -116,6 +131,11 @@ class StoreWriter:
             if not self.rows[split]:
                 raise UserError(f"split {split} of {self.described['root']} has no readable clips")
             self._write_index(split)
+        if self.copy_rows:
+            self._write_index(COPIES_GROUP)
+            sources, params = zip(*self.copy_rows)
+            self.file[COPIES_GROUP].create_dataset("source", data=np.array(sources, dtype=np.int32))
+            self.file[COPIES_GROUP].create_dataset("params", data=np.array(params, dtype=h5py.string_dtype()))
         mean = self.sums[0] / self.frame_count
         std = np.sqrt(np.maximum(self.sums[1] / self.frame_count - mean**2, 0))
         self.file.create_dataset("stats/mean", data=mean.astype(np.float32))
@@ -142,7 +162,7 @@ class StoreWriter:
             "dataset": self.described,
             "versions": _library_versions(),
             "skipped": self.skipped,
-            "counts": {split: len(rows) for split, rows in self.rows.items()},
+            "counts": {split: len(rows) for split, rows in self.rows.items() if rows},
         }
         for key, value in meta.items():
             self.file.attrs[key] = json.dumps(value)

@@ -137,7 +137,7 @@ def clip_probabilities(saved: SavedModel, path: Path) -> np.ndarray:
     Raises `DecodeError` or `OSError` for a file that cannot be read as audio."""
     setting = saved.setting
     audio = decode(path, {setting.sample_rate})
-    features = compute_features(audio, plan_stfts([setting]))[setting.name]
+    features = compute_features(audio, plan_stfts([setting.original]))[setting.original.name]
     # A one-clip split, so segmenting and averaging are exactly those of validation and test.
     clip = SplitArrays(
         features=features[None],

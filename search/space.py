@@ -32,7 +32,11 @@ class Distribution:
 
     def suggest(self, trial: Any, name: str) -> Any:
         if self.kind == "choice":
-            return trial.suggest_categorical(name, list(self.args))
+            if all(arg is None or isinstance(arg, (bool, int, float, str)) for arg in self.args):
+                return trial.suggest_categorical(name, list(self.args))
+            # Optuna stores only scalar choices: ranges like [-2, 2] are chosen by their text.
+            by_text = {str(arg): arg for arg in self.args}
+            return by_text[trial.suggest_categorical(name, list(by_text))]
         if self.kind == "int":
             step = self.args[2] if len(self.args) == 3 else 1
             return trial.suggest_int(name, self.args[0], self.args[1], step=step)
@@ -125,10 +129,24 @@ class SectionSpace:
         return self._shape(resolved)
 
     def _shape(self, flat: dict[str, Any]) -> dict[str, Any]:
+        flat = _nest(flat)
         if not self.rule.into_params:
             return flat
         selector = self.rule.selector
         return {selector: flat[selector], "params": {k: v for k, v in flat.items() if k != selector}}
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1}` -> `{"a": {"b": 1}}`: keys of a nested section (features.audio_augment) are
+    kept dotted while drawing, so Optuna names them in full."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        outer, _, inner = key.partition(".")
+        if inner:
+            nested.setdefault(outer, {})[inner] = value
+        else:
+            nested[key] = value
+    return nested
 
 
 def _draw(trial: Any, name: str, value: Any) -> Any:
@@ -145,11 +163,14 @@ def parse_section(name: str, raw: Any, rule: SectionRule) -> SectionSpace:
     if not isinstance(raw, dict):
         raise UserError(f"{name}: expected a mapping, got {raw!r}")
     fields = {f.name for f in dataclasses.fields(rule.dataclass_)}
+    nested = _nested_sections(rule.dataclass_)
     values: dict[str, Any] = {}
     branches: dict[str, dict[str, Any]] = {}
     for key, value in raw.items():
         if key in rule.options:
             branches[key] = _parse_branch(name, key, value)
+        elif key in nested:
+            values.update(_parse_nested(f"{name}.{key}", key, value, nested[key]))
         elif key in fields and not (rule.into_params and key == "params"):
             values[key] = parse_value(value, f"{name}.{key}")
         else:
@@ -160,6 +181,22 @@ def parse_section(name: str, raw: Any, rule: SectionRule) -> SectionSpace:
     if rule.choices_only:
         _check_choices_only(section)
     return section
+
+
+def _nested_sections(cls: type) -> dict[str, type]:
+    """Fields that are themselves dataclasses (features.audio_augment): a mapping of keys in a space."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def _parse_nested(where: str, key: str, raw: Any, cls: type) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping of keys, got {raw!r}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(known)})")
+    return {f"{key}.{inner}": parse_value(value, f"{where}.{inner}") for inner, value in raw.items()}
 
 
 def _parse_branch(section: str, option: str, raw: Any) -> dict[str, Any]:
@@ -283,7 +320,10 @@ def parse_space(raw: dict[str, Any], path: Path) -> Space:
 
 def _check_candidates(section: SectionSpace) -> None:
     """Build the section's config with each candidate value alone, so a bad value (wrong type,
-    out of range, unsupported feature setting) fails now, naming its key, not in a trial."""
+    out of range) fails now, naming its key, not in a trial. Choice-only sections (features) are
+    checked whole instead: every combination is built, as each is a store."""
+    if section.rule.choices_only:
+        return
     selector = section.rule.selector
     for option in section._options():
         keys = {**section.values, **section.branches.get(option, {})}

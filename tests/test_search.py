@@ -23,7 +23,7 @@ from tests.conftest import make_layout
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_SPACE = """
-features: {kind: mel, mel: {n_bins: 32}}
+features: {kind: mel, mel: {n_bins: 32}FEATURES}
 model: {arch: cnn2d, cnn2d: {depth: 2, channels: {choice: [4, 8]}, dropout: {uniform: [0.0, 0.3]}}}
 optimizer: {name: {choice: [adam, sgd]}, lr: {loguniform: [1.0e-3, 3.0e-2]}, sgd: {momentum: 0.9}}
 schedule: {name: none}
@@ -32,9 +32,14 @@ search: {num_samples: NUM, max_epochs: EPOCHS, grace_period: 1, reduction_factor
 """
 
 
-def tiny_space(folder: Path, num_samples: int, max_epochs: int) -> Path:
+# Audio augmentation as a search dimension: trials with and without augmented copies.
+AUGMENT = ", audio_augment: {copies: {choice: [0, 1]}, pitch_shift: [-2, 2], time_stretch: [0.9, 1.1]}"
+
+
+def tiny_space(folder: Path, num_samples: int, max_epochs: int, features: str = "") -> Path:
     path = folder / "tiny.yaml"
-    path.write_text(TINY_SPACE.replace("NUM", str(num_samples)).replace("EPOCHS", str(max_epochs)))
+    text = TINY_SPACE.replace("NUM", str(num_samples)).replace("EPOCHS", str(max_epochs))
+    path.write_text(text.replace("FEATURES", features))
     return path
 
 
@@ -145,7 +150,7 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
 
 
 def test_resume_after_driver_killed(tiny_data: Path, tmp_path: Path) -> None:
-    space = tiny_space(tmp_path, num_samples=6, max_epochs=3)
+    space = tiny_space(tmp_path, num_samples=6, max_epochs=3, features=AUGMENT)
     command = [sys.executable, "run_search.py", "--space", str(space), "--data", str(tiny_data)]
     command += ["--storage", str(tmp_path), "--name", "killed"]
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
@@ -169,6 +174,8 @@ def test_resume_after_driver_killed(tiny_data: Path, tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     board = pd.read_csv(folder / "leaderboard.csv")
     assert len(board) == 6 and board["trial"].is_unique  # the requested total, no trial twice
+    assert set(board["features.audio_augment.copies"]) == {0, 1}  # trials with and without copies
+    assert (board["status"] != "error").all()
     assert set(before) <= set(board["trial"])  # trials already started are kept
     for trial in board["trial"]:  # and none ran an epoch twice: unfinished ones went on from checkpoints
         progress = pd.read_csv(folder / trial / "progress.csv")

@@ -15,13 +15,14 @@ from torch import nn
 
 import models
 from common.errors import UserError
+from features.settings import FeatureSetting
 from features.store import FitData
 from training.augment import augment_batch
 from training.config import TrialConfig
 from training.evaluate import evaluate_prepared
 from training.optim import l1_penalty, make_optimizer, penalised
 from training.schedules import Plateau, below_floor, decayed_lr, learning_rate, plateau_update
-from training.segments import MIN_STD, DeviceSplit, gather, prepare_split, random_crops
+from training.segments import MIN_STD, DeviceSplit, gather, prepare_split, prepare_train, random_crops
 from training.state import TrainingState
 
 
@@ -116,7 +117,9 @@ def check_resumable(state: TrainingState, config: TrialConfig) -> None:
     """A checkpoint continues only with the same features, model and optimizer. Other values may
     differ (population-based training changes them); the run is exact only with an equal config."""
     new = config.to_dict()
-    for section, key in (("features", None), ("model", None), ("optimizer", "name")):
+    if FeatureSetting.from_dict(state.config["features"]) != config.features:  # lists and tuples compare equal here
+        raise UserError(f"resume: the checkpoint's features differ from the config's ({config.features.name})")
+    for section, key in (("model", None), ("optimizer", "name")):
         old_value = state.config[section] if key is None else state.config[section][key]
         new_value = new[section] if key is None else new[section][key]
         if old_value != new_value:
@@ -216,7 +219,7 @@ def _fit(
 def _prepare_run(config: TrialConfig, data: FitData, device: torch.device, segment_frames: int) -> Run:
     """Both splits normalised once and kept on the device for the whole run."""
     training = config.training
-    train = prepare_split(data.train, data.mean, data.std, device, segment_frames)
+    train = prepare_train(data.train, data.train_copies, data.mean, data.std, device, segment_frames)
     valid = prepare_split(data.valid, data.mean, data.std, device, segment_frames)
     # The remainder of the shuffled crops (< one batch) is left out, a different one each epoch:
     # a last batch of one would break batch normalisation.
@@ -284,7 +287,11 @@ def _train_epoch(
     timer = PrepTimer(run.device)
     with timer.measure():
         clips, starts = random_crops(
-            run.train.lengths, run.segment_frames, run.config.training.segments_per_clip, progress.generator
+            run.train.lengths,
+            run.segment_frames,
+            run.config.training.segments_per_clip,
+            progress.generator,
+            run.train.variants,
         )
         clips, starts = clips.to(run.device), starts.to(run.device)
     loss_sum = torch.zeros((), device=run.device)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from features.store import SplitArrays
+from features.store import SplitArrays, TrainCopies
 
 # Floor on a bin's standard deviation: a constant bin (silence in every training clip) would
 # otherwise divide by zero and surface as a NaN "divergence" at the first step.
@@ -23,9 +23,12 @@ class DeviceSplit:
     frames: torch.Tensor  # (clips, bins, max_frames) float32; 0 past each clip's length
     lengths: np.ndarray  # (clips,) int64 valid frames, on the CPU where segment plans are made
     labels: torch.Tensor  # (clips,) int64 on the device
+    # Training with augmented copies: row i lists clip i's row and its copies' rows in `frames`.
+    variants: np.ndarray | None = None  # (clips, 1 + copies) int64
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        """Clips, not counting augmented copies."""
+        return len(self.lengths) if self.variants is None else len(self.variants)
 
     @property
     def n_bins(self) -> int:
@@ -60,16 +63,57 @@ def prepare_split(
     )
 
 
-def random_crops(
-    lengths: np.ndarray, segment_frames: int, per_clip: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_clip` random segments of each clip, shuffled: (clip index, start frame), on the CPU.
+def with_copies(originals: DeviceSplit, copies: DeviceSplit, source: np.ndarray) -> DeviceSplit:
+    """One split holding the originals and their augmented copies (copy i made from original
+    `source[i]`), with the table of each original's variants; every original has as many copies."""
+    per_clip = np.bincount(source, minlength=len(originals))
+    if len(set(per_clip.tolist())) != 1:
+        raise ValueError(f"augmented copies per training clip differ ({sorted(set(per_clip.tolist()))})")
+    copy_rows = np.argsort(source, kind="stable").reshape(len(originals), -1) + len(originals)
+    width = max(originals.frames.shape[2], copies.frames.shape[2])
+    padded = [torch.nn.functional.pad(s.frames, (0, width - s.frames.shape[2])) for s in (originals, copies)]
+    return DeviceSplit(
+        frames=torch.cat(padded),
+        lengths=np.concatenate([originals.lengths, copies.lengths]),
+        labels=torch.cat([originals.labels, copies.labels]),
+        variants=np.column_stack([np.arange(len(originals)), copy_rows]),
+    )
 
-    A start is uniform over the positions that keep the segment inside the clip's valid frames;
-    a clip shorter than a segment starts at 0 and the rest of the segment is padding. Drawing on
-    the CPU with one generator makes the crops the same on every device.
+
+def prepare_train(
+    split: SplitArrays,
+    copies: TrainCopies | None,
+    mean: np.ndarray,
+    std: np.ndarray,
+    device: torch.device,
+    min_frames: int,
+) -> DeviceSplit:
+    """The train split on the device, with its augmented copies when the store has them."""
+    originals = prepare_split(split, mean, std, device, min_frames)
+    if copies is None or len(copies) == 0:
+        return originals
+    return with_copies(originals, prepare_split(copies.arrays, mean, std, device, min_frames), copies.source)
+
+
+def random_crops(
+    lengths: np.ndarray,
+    segment_frames: int,
+    per_clip: int,
+    generator: torch.Generator,
+    variants: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_clip` random segments of each clip, shuffled: (row, start frame), on the CPU.
+
+    With `variants` (a clip's row and its augmented copies' rows), each segment comes from one of
+    them chosen at random, so copies add variety without lengthening the epoch. A start is uniform
+    over the positions that keep the segment inside the row's valid frames; a clip shorter than a
+    segment starts at 0 and the rest of the segment is padding. Drawing on the CPU with one
+    generator makes the crops the same on every device.
     """
-    clips = torch.arange(len(lengths)).repeat(per_clip)
+    clips = torch.arange(len(lengths) if variants is None else len(variants)).repeat(per_clip)
+    if variants is not None:
+        choice = torch.randint(variants.shape[1], (len(clips),), generator=generator)
+        clips = torch.as_tensor(variants)[clips, choice]
     room = torch.as_tensor(np.maximum(lengths - segment_frames, 0))[clips] + 1
     starts = (torch.rand(len(clips), generator=generator, dtype=torch.float64) * room).long()
     order = torch.randperm(len(clips), generator=generator)
