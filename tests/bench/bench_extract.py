@@ -1,26 +1,36 @@
 """Extraction benchmark: our store builder against the homework's serial per-file loop.
 
-    python -m tests.bench.bench_extract [--data DIR] [--workers N]
+    python -m tests.bench.bench_extract [--data DIR] [--workers N] [--repeats N]
 
 Every variant runs in a fresh subprocess on the same clips (by default a GTZAN-sized synthetic set:
 8 genres x 92 clips of 30 s, like the 730 clips of the homework's split), one after the other, and
-the ratios are printed side by side. Each child imports and warms librosa up before its clock
+the ratios are printed side by side. The variants run in rounds (`--repeats`, all variants once per
+round, so drift in the machine's load touches each alike) and each variant's fastest run counts:
+on a shared machine the minimum is the run least disturbed by others. Each child imports and warms librosa up before its clock
 starts (about 1.5 s of lazy imports that every method pays once, whatever it does).
 Targets (issue 2): one setting at least 1.7x faster than the homework loop on 2 cores; a second
 setting differing in kind, bins or compression at most +0.3x the first one's cost; a second setting
 with another hop or window at most +1x.
+Augmentation (issue 6): the extra time per augmented copy of a training clip, against what it must
+cost at least: that copy's features (STFT and mel, no decode) plus the effects themselves, both
+measured per clip in one process; and the store's growth against the copies' own frames.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tqdm import tqdm
+
+from tests.bench.bench_augment import shipped_effect_ranges
 
 REPO = Path(__file__).resolve().parents[2]
 HOMEWORK = "homework loop"
@@ -34,6 +44,10 @@ VARIANTS = {  # name → the feature section of a space file
     "+ hop 256 (other hop)": {"hop_length": {"choice": [512, 256]}},
     "+ n_fft 2048 (other window)": {"n_fft": {"choice": [1024, 2048]}},
 }
+AUGMENT = shipped_effect_ranges()  # those of spaces/cnn2d.yaml
+COPIES = {f"+ {n} augmented cop{'y' if n == 1 else 'ies'}": n for n in (1, 2)}
+VARIANTS.update({name: {**MEL, "audio_augment": {**AUGMENT, "copies": n}} for name, n in COPIES.items()})
+PER_CLIP = "per-clip costs"
 
 
 def homework_loop(data: Path, out: Path) -> None:
@@ -58,6 +72,45 @@ def our_build(data: Path, out: Path, section: dict, workers: int | None) -> None
     build_stores(load_dataset(data), settings, out, workers=workers)
 
 
+def per_clip_costs(data: Path, clips: int = 24) -> dict:
+    """Serial milliseconds per training clip: decode, one setting's features, the effects of a copy."""
+    from features.augment import AudioAugment, apply_effects
+    from features.compute import compute_features, decode, plan_stfts
+    from features.dataset import load_dataset
+    from features.settings import FeatureSetting
+
+    setting = FeatureSetting()
+    augment = AudioAugment(copies=1, **{key: tuple(value) for key, value in AUGMENT.items()})
+    seconds = {"decode": 0.0, "features": 0.0, "effects": 0.0}
+    chosen = load_dataset(data).splits["train"][:clips]
+    for clip in chosen:
+        start = time.perf_counter()
+        audio = decode(clip.path, {22050})
+        decoded = time.perf_counter()
+        copy = apply_effects(audio[22050], 22050, augment.copy_params(clip.clip_id, 0))
+        effected = time.perf_counter()
+        compute_features({22050: copy}, plan_stfts([setting]))
+        seconds["decode"] += decoded - start
+        seconds["effects"] += effected - decoded
+        seconds["features"] += time.perf_counter() - effected
+    return {key: 1000 * value / len(chosen) for key, value in seconds.items()}
+
+
+def store_sizes(folder: Path) -> dict:
+    """Bytes on disk, and the bytes the augmented copies' own frames take as float16."""
+    import h5py
+
+    from features.store import COPIES_GROUP
+
+    sizes = {"store_bytes": sum(p.stat().st_size for p in folder.glob("*.h5")), "copy_bytes": 0}
+    for path in folder.glob("*.h5"):
+        with h5py.File(path, "r") as f:
+            if COPIES_GROUP in f:
+                bins = f[COPIES_GROUP]["features"].shape[1]
+                sizes["copy_bytes"] += int(f[COPIES_GROUP]["lengths"][()].sum()) * bins * 2
+    return sizes
+
+
 def warm_up() -> None:
     import librosa
     import numpy as np
@@ -70,6 +123,9 @@ def warm_up() -> None:
 def run_one(name: str, data: Path, workers: int | None) -> None:
     """Child process: run one variant, print its time and peak memory as JSON."""
     warm_up()
+    if name == PER_CLIP:
+        print(json.dumps(per_clip_costs(data)))
+        return
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         if name == HOMEWORK:
@@ -77,9 +133,10 @@ def run_one(name: str, data: Path, workers: int | None) -> None:
         else:
             our_build(data, Path(out), VARIANTS[name], workers)
         seconds = time.perf_counter() - start
+        sizes = store_sizes(Path(out))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "writer_mib": own, "worker_mib": children}))
+    print(json.dumps({"seconds": seconds, "writer_mib": own, "worker_mib": children, **sizes}))
 
 
 def measure(name: str, data: Path, workers: int | None) -> dict:
@@ -95,6 +152,7 @@ def main() -> None:
     parser.add_argument("--data", help="dataset root (default: the built-in synthetic set)")
     parser.add_argument("--workers", type=int, help="our worker processes (default: all cores)")
     parser.add_argument("--clips-per-genre", type=int, default=92, help="size of the synthetic set (without --data)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of all variants; the fastest run counts")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -103,10 +161,16 @@ def main() -> None:
     from features.dataset import load_dataset
 
     data = Path(args.data) if args.data else bench_dataset(args.clips_per_genre)
-    clips = len(load_dataset(data).all_clips())
-    print(f"dataset: {data} ({clips} clips)")
-    results = {name: measure(name, data, args.workers) for name in [HOMEWORK, *VARIANTS]}
+    dataset = load_dataset(data)
+    print(f"dataset: {data} ({len(dataset.all_clips())} clips, {len(dataset.splits['train'])} in train)")
+    runs: dict[str, list[dict]] = {name: [] for name in [HOMEWORK, *VARIANTS]}
+    for _ in tqdm(range(args.repeats), desc="rounds of all variants", unit="round"):
+        for name, done in runs.items():
+            done.append(measure(name, data, args.workers))
+    results = {name: min(done, key=lambda r: r["seconds"]) for name, done in runs.items()}
     report(results)
+    workers = args.workers or os.cpu_count() or 1
+    report_copies(results, measure(PER_CLIP, data, None), len(dataset.splits["train"]), workers)
 
 
 def bench_dataset(clips_per_genre: int) -> Path:
@@ -129,6 +193,26 @@ def report(results: dict[str, dict]) -> None:
         memory = f"{r['writer_mib']:.0f} + {r['worker_mib']:.0f}/worker"
         print(f"{name:30} {r['seconds']:8.2f} {base / r['seconds']:11.2f}x {extra:>19} {memory:>17}")
     print(f"target: one setting >= 1.70x faster than the homework loop: {base / first:.2f}x")
+
+
+def report_copies(results: dict[str, dict], costs: dict, train_clips: int, workers: int) -> None:
+    """Each copy's share of the build, per training clip and worker, against its own work."""
+    first = results["one setting (log-mel)"]
+    budget = costs["features"] + costs["effects"]
+    print(
+        f"\nper training clip, serial: decode {costs['decode']:.1f} ms, one setting's features "
+        f"{costs['features']:.1f} ms, a copy's effects {costs['effects']:.1f} ms"
+    )
+    for name, copies in COPIES.items():
+        extra = results[name]["seconds"] - first["seconds"]
+        per_copy = 1000 * extra * workers / (train_clips * copies)
+        grown = results[name]["store_bytes"] - first["store_bytes"]
+        copied = results[name]["copy_bytes"]
+        print(
+            f"{name}: +{extra:.2f} s = {per_copy:.0f} ms per copy per worker; its features + effects "
+            f"{budget:.0f} ms: {per_copy / budget:.2f}x (target <= 1); store +{grown / 2**20:.1f} MiB for "
+            f"{copied / 2**20:.1f} MiB of copied frames ({grown / copied:.2f}x)"
+        )
 
 
 if __name__ == "__main__":
