@@ -6,8 +6,8 @@ Every variant runs in a fresh subprocess on the same clips (by default a GTZAN-s
 8 genres x 92 clips of 30 s, like the 730 clips of the homework's split), one after the other, and
 the ratios are printed side by side. The variants run in rounds (`--repeats`, all variants once per
 round, so drift in the machine's load touches each alike) and each variant's fastest run counts:
-on a shared machine the minimum is the run least disturbed by others. Each child imports and warms librosa up before its clock
-starts (about 1.5 s of lazy imports that every method pays once, whatever it does).
+on a shared machine the minimum is the run least disturbed by others. Each child imports and
+warms librosa up before its clock starts (about 1.5 s of lazy imports that every method pays once, whatever it does).
 Targets (issue 2): one setting at least 1.7x faster than the homework loop on 2 cores; a second
 setting differing in kind, bins or compression at most +0.3x the first one's cost; a second setting
 with another hop or window at most +1x.
