@@ -67,6 +67,22 @@ def test_parallel_build_equals_serial(tiny_root: Path, tmp_path: Path) -> None:
     assert serial.clip_ids == parallel.clip_ids
 
 
+def test_clips_of_different_lengths_are_stored_exactly(tiny_root: Path, tmp_path: Path) -> None:
+    """GTZAN's clips differ in length: shorter and longer ones than the first, each stored as
+    computed and zero past its end (rows are written two ways, one chunk or a slice)."""
+    train = (tiny_root / "train_filtered.txt").read_text().split()
+    for name, seconds in zip(train[1:4], (1.5, 2.6, 1.9)):
+        write_tone_clip(tiny_root / name, seconds, 440.0, seed=7)
+    split = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL])[MEL]).load_split("train")
+    assert split.features.shape[2] == 1 + int(2.6 * 22050) // 512  # widened for the longest
+    for row, name in enumerate(train):
+        audio, _ = librosa.load(tiny_root / name, sr=22050)
+        expected = compute_features({22050: audio}, plan_stfts([MEL]))[MEL.name]
+        assert split.lengths[row] == expected.shape[1]
+        np.testing.assert_array_equal(split.features[row, :, : split.lengths[row]], expected)
+        assert not split.features[row, :, split.lengths[row] :].any()
+
+
 def test_names_differ_and_stores_are_reused(tiny_root: Path, tmp_path: Path) -> None:
     section = {"hop_length": {"choice": [256, 512]}, "kind": {"choice": ["mel", "mfcc", "chroma"]}}
     settings = parse_space({"features": section}, Path("space.yaml")).feature_settings()
