@@ -72,7 +72,7 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
 
 
 def _describe(settings: list[FeatureSetting]) -> str:
-    copies = sum(setting.audio_augment.copies for setting in settings)
+    copies = sum(augment.copies for augment in {setting.audio_augment for setting in settings})  # shared by settings
     return f"{len(settings)} setting(s)" + (f", {copies} augmented copies per train clip" if copies else "")
 
 
