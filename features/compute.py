@@ -97,9 +97,9 @@ def compute_clip(
     copies: dict[AudioAugment, list[AugmentedCopy]] = {}
     for augmentation, families in plan.augmentations if augment else ():
         copies[augmentation] = []
+        rates = {family.sample_rate for family in families}
         for number in range(augmentation.copies):
             params = augmentation.copy_params(clip_id, number)
-            rates = {family.sample_rate for family in families}
             audio = {rate: apply_effects(audio_by_rate[rate], rate, params) for rate in rates}
             copies[augmentation].append(AugmentedCopy(params, compute_features(audio, list(families))))
     return ClipFeatures(features, sums, copies)

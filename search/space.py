@@ -122,7 +122,7 @@ class SectionSpace:
         selector = self.rule.selector
         resolved = {key: draw(f"{self.name}.{key}", value) for key, value in self.values.items()}
         if not selector:
-            return resolved
+            return self._shape(resolved)
         option = resolved.setdefault(selector, _default(self.rule.dataclass_, selector))
         branch = self.branches.get(option, {})
         resolved.update({key: draw(f"{self.name}.{option}.{key}", v) for key, v in branch.items()})
