@@ -70,10 +70,14 @@ def with_copies(originals: DeviceSplit, copies: DeviceSplit, source: np.ndarray)
     if len(set(per_clip.tolist())) != 1:
         raise ValueError(f"augmented copies per training clip differ ({sorted(set(per_clip.tolist()))})")
     copy_rows = np.argsort(source, kind="stable").reshape(len(originals), -1) + len(originals)
-    width = max(originals.frames.shape[2], copies.frames.shape[2])
-    padded = [torch.nn.functional.pad(s.frames, (0, width - s.frames.shape[2])) for s in (originals, copies)]
+    n_bins, width = originals.n_bins, max(originals.frames.shape[2], copies.frames.shape[2])
+    # Filled in place (0 is the normalised padding): padding each part and concatenating would
+    # hold the training data on the device three times over for a moment.
+    frames = originals.frames.new_zeros((len(originals.lengths) + len(copies.lengths), n_bins, width))
+    frames[: len(originals.lengths), :, : originals.frames.shape[2]] = originals.frames
+    frames[len(originals.lengths) :, :, : copies.frames.shape[2]] = copies.frames
     return DeviceSplit(
-        frames=torch.cat(padded),
+        frames=frames,
         lengths=np.concatenate([originals.lengths, copies.lengths]),
         labels=torch.cat([originals.labels, copies.labels]),
         variants=np.column_stack([np.arange(len(originals)), copy_rows]),
