@@ -11,6 +11,8 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import scipy.fft
+import scipy.sparse
 import soundfile
 
 from features.augment import AudioAugment, apply_effects
@@ -145,12 +147,40 @@ def compute_features(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily
     out: dict[str, np.ndarray] = {}
     for family in plan:
         audio = audio_by_rate[family.sample_rate]
-        power = np.abs(librosa.stft(audio, n_fft=family.n_fft, hop_length=family.hop)) ** 2
+        power = power_spectrogram(audio, family.n_fft, family.hop)
         for setting in family.settings:
             step = setting.hop_length // family.hop
             frames = 1 + len(audio) // setting.hop_length
             out[setting.name] = to_stored(feature_from_power(power[:, ::step][:, :frames], setting))
     return out
+
+
+def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """`abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) ** 2` (Hann window, centred frames,
+    zero padding), `(1 + n_fft // 2, 1 + len(audio) // hop)`, as a transposed view.
+
+    librosa transforms along the strided frame axis; transforming contiguous frames along the last
+    axis with scipy.fft (float32 throughout), a cache-sized block of frames at a time, gives the
+    same values 2-2.5x faster, and the STFT is most of a clip's cost (tests/test_extract.py pins
+    the equality).
+    """
+    padded = np.pad(audio, n_fft // 2)
+    frames = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop, axis=0)
+    power = np.empty((len(frames), 1 + n_fft // 2), dtype=np.float32)
+    window = _hann(n_fft)
+    for start in range(0, len(frames), STFT_BLOCK_FRAMES):
+        block = power[start : start + STFT_BLOCK_FRAMES]
+        np.abs(scipy.fft.rfft(frames[start : start + STFT_BLOCK_FRAMES] * window, axis=-1), out=block)
+        np.square(block, out=block)
+    return power.T
+
+
+STFT_BLOCK_FRAMES = 64  # whole clips at once ran 1.3-1.5x slower: their temporaries miss the cache
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    return librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
 
 
 def to_stored(values: np.ndarray) -> np.ndarray:
@@ -182,9 +212,11 @@ MFCC_MEL_BANDS = 128  # mel bands the MFCCs are taken from
 
 
 @functools.lru_cache(maxsize=32)
-def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    # librosa.feature.melspectrogram rebuilds this matrix on every call; it is the same for every clip.
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> scipy.sparse.csr_array:
+    """librosa's mel filters, built once (librosa.feature.melspectrogram rebuilds them on every
+    call) and kept sparse: each FFT bin feeds at most two triangles, so a dense product multiplies
+    mostly zeros (128 mels: 2x faster sparse)."""
+    return scipy.sparse.csr_array(librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels))
 
 
 def bin_sums(features: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ interrupted build (Ctrl-C, kill -9) never leaves a file a later run takes for fi
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -20,6 +21,7 @@ from features.settings import FeatureSetting
 from features.store import COPIES_GROUP, STORE_FORMAT_VERSION
 
 PARTIAL_MARK = ".partial-"
+CHUNK_LENGTH_MARGIN = 1.03  # chunk frames over the first clip's: room for clips up to 3% longer
 STD_FLOOR = 1e-5  # a constant bin (silence, padding) must not divide by zero when normalising
 
 
@@ -102,16 +104,16 @@ class StoreWriter:
         data = self._dataset(group, features.shape[1])
         row, frames = len(self.rows[group]), features.shape[1]
         chunk_frames = data.chunks[2]
+        if frames > data.shape[2]:
+            data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
         if frames <= chunk_frames:
             # The row's first chunk holds all of it: write its bytes straight to the file, past
             # HDF5's selection and chunk cache (4x faster; the writer serves every worker). No
             # filters to apply; the rest of the chunk is padding, 0 like the fill value.
             padded = np.zeros((1, data.shape[1], chunk_frames), dtype=data.dtype)
             padded[0, :, :frames] = features
-            data.id.write_direct_chunk((row, 0, 0), padded.tobytes())
+            data.id.write_direct_chunk((row, 0, 0), padded)
         else:
-            if frames > data.shape[2]:
-                data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
             data[row, :, :frames] = features
         self.rows[group].append((clip_id, label, frames))
 
@@ -119,14 +121,15 @@ class StoreWriter:
         assert self.file is not None
         if split not in self.datasets:  # handles kept: h5py lookups by name cost more than the write
             bins = self.setting.n_bins
-            # Copies differ in length (time stretch): short chunks leave their padding unallocated,
-            # so the copies cost only their own frames on disk.
-            frames_per_chunk = 64 if split == COPIES_GROUP else 2048
+            # A row per chunk, sized for the first clip plus GTZAN's spread of lengths (29.9-30.7 s),
+            # so nearly every row takes the direct path. Copies differ more in length (time
+            # stretch): short chunks leave their padding unallocated, so they cost only their frames.
+            chunk_frames = min(frames, 64) if split == COPIES_GROUP else math.ceil(frames * CHUNK_LENGTH_MARGIN)
             self.datasets[split] = self.file.create_group(split).create_dataset(
                 "features",
                 shape=(self.capacity[split], bins, frames),
                 maxshape=(self.capacity[split], bins, None),
-                chunks=(1, bins, min(frames, frames_per_chunk)),
+                chunks=(1, bins, chunk_frames),
                 dtype=np.float16,
                 fillvalue=0,
             )

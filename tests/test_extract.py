@@ -15,7 +15,7 @@ import librosa
 import numpy as np
 import pytest
 
-from features.compute import compute_features, plan_stfts
+from features.compute import compute_features, plan_stfts, power_spectrogram
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.settings import FeatureSetting
@@ -101,6 +101,37 @@ def test_hop_multiple_taken_from_finer_stft_is_exact() -> None:
     shared = compute_features({22050: audio}, plan_stfts([fine, coarse]))[coarse.name]
     alone = compute_features({22050: audio}, plan_stfts([coarse]))[coarse.name]
     np.testing.assert_array_equal(shared, alone)
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*too large")
+@pytest.mark.parametrize(("n_fft", "hop", "samples"), [(1024, 512, 22050 * 3), (2048, 256, 22050), (512, 160, 300)])
+def test_power_spectrogram_equals_librosa_stft(n_fft: int, hop: int, samples: int) -> None:
+    """Ours transforms contiguous frames (faster); the values are librosa's, shorter clips too."""
+    audio = np.random.default_rng(1).standard_normal(samples).astype(np.float32)
+    expected = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) ** 2
+    ours = power_spectrogram(audio, n_fft, hop)
+    assert ours.shape == expected.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * expected.max())
+
+
+LIBROSA_FEATURES = {  # each kind as librosa computes it from audio, at the stores' STFT settings
+    "db": lambda y: librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_fft=1024, hop_length=512)),
+    "mfcc": lambda y: librosa.feature.mfcc(y=y, sr=22050, n_mfcc=20, n_fft=1024, hop_length=512, n_mels=128),
+    "chroma": lambda y: librosa.feature.chroma_stft(y=y, sr=22050, n_fft=1024, hop_length=512, tuning=0.0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LIBROSA_FEATURES))
+def test_each_kind_equals_librosa_feature(kind: str) -> None:
+    setting = (
+        FeatureSetting(compression="db")
+        if kind == "db"
+        else FeatureSetting(kind=kind, n_bins=20 if kind == "mfcc" else 12)
+    )
+    audio = np.random.default_rng(2).standard_normal(22050 * 2).astype(np.float32)
+    ours = compute_features({22050: audio}, plan_stfts([setting]))[setting.name].astype(np.float32)
+    expected = LIBROSA_FEATURES[kind](audio)
+    np.testing.assert_allclose(ours, expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())  # float16 stores
 
 
 def test_corrupt_empty_and_short_files(tiny_root: Path, tmp_path: Path) -> None:
