@@ -114,23 +114,28 @@ def test_power_spectrogram_equals_librosa_stft(n_fft: int, hop: int, samples: in
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * expected.max())
 
 
-LIBROSA_FEATURES = {  # each kind as librosa computes it from audio, at the stores' STFT settings
-    "db": lambda y: librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_fft=1024, hop_length=512)),
-    "mfcc": lambda y: librosa.feature.mfcc(y=y, sr=22050, n_mfcc=20, n_fft=1024, hop_length=512, n_mels=128),
-    "chroma": lambda y: librosa.feature.chroma_stft(y=y, sr=22050, n_fft=1024, hop_length=512, tuning=0.0),
+LIBROSA_FEATURES = {  # each kind's setting, and the same features as librosa computes them from audio
+    "db": (
+        FeatureSetting(compression="db"),
+        lambda y: librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_fft=1024, hop_length=512)),
+    ),
+    "mfcc": (
+        FeatureSetting(kind="mfcc", n_bins=20),
+        lambda y: librosa.feature.mfcc(y=y, sr=22050, n_mfcc=20, n_fft=1024, hop_length=512, n_mels=128),
+    ),
+    "chroma": (
+        FeatureSetting(kind="chroma", n_bins=12),
+        lambda y: librosa.feature.chroma_stft(y=y, sr=22050, n_fft=1024, hop_length=512, tuning=0.0),
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(LIBROSA_FEATURES))
 def test_each_kind_equals_librosa_feature(kind: str) -> None:
-    setting = (
-        FeatureSetting(compression="db")
-        if kind == "db"
-        else FeatureSetting(kind=kind, n_bins=20 if kind == "mfcc" else 12)
-    )
+    setting, librosa_features = LIBROSA_FEATURES[kind]
     audio = np.random.default_rng(2).standard_normal(22050 * 2).astype(np.float32)
     ours = compute_features({22050: audio}, plan_stfts([setting]))[setting.name].astype(np.float32)
-    expected = LIBROSA_FEATURES[kind](audio)
+    expected = librosa_features(audio)
     np.testing.assert_allclose(ours, expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())  # float16 stores
 
 
