@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
 import scipy.fft
-import scipy.sparse
 import soundfile
+import torch
 
 from features.augment import AudioAugment, apply_effects
 from features.settings import FeatureSetting
-
-STORED_DTYPE = np.float16  # halves store size and memory; features are log-compressed, so 3 digits suffice
 
 
 class DecodeError(Exception):
@@ -90,12 +90,28 @@ class ClipFeatures:
     sums: dict[str, np.ndarray]
     copies: dict[AudioAugment, list[AugmentedCopy]]
 
+    def map_features(self, function: Callable[[Any], Any]) -> ClipFeatures:
+        """The same result with `function` applied to every feature array, the copies' too (to
+        move them between processes; the sums are small and stay as they are)."""
+        copies = {
+            augment: [AugmentedCopy(c.params, {n: function(v) for n, v in c.features.items()}) for c in listed]
+            for augment, listed in self.copies.items()
+        }
+        return ClipFeatures({n: function(v) for n, v in self.features.items()}, self.sums, copies)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all feature arrays."""
+        arrays = [*self.features.values(), *(v for c in self.copies.values() for a in c for v in a.features.values())]
+        return sum(array.nbytes for array in arrays)
+
 
 def compute_clip(
     audio_by_rate: dict[int, np.ndarray], clip_id: str, augment: bool, plan: ExtractionPlan
 ) -> ClipFeatures:
-    features = compute_features(audio_by_rate, list(plan.originals))
-    sums = {name: bin_sums(values) for name, values in features.items()}
+    features, sums = {}, {}
+    for name, values in feature_values(audio_by_rate, list(plan.originals)):
+        features[name], sums[name] = to_stored(values), bin_sums(values)
     copies: dict[AudioAugment, list[AugmentedCopy]] = {}
     for augmentation, families in plan.augmentations if augment else ():
         copies[augmentation] = []
@@ -143,21 +159,25 @@ def _resample(audio: np.ndarray, native_rate: int, rate: int) -> np.ndarray:
 
 
 def compute_features(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily]) -> dict[str, np.ndarray]:
-    """Every planned setting's feature matrix `(bins, frames)`, keyed by setting name."""
-    out: dict[str, np.ndarray] = {}
+    """Every planned setting's stored feature matrix `(bins, frames)`, keyed by setting name."""
+    return {name: to_stored(values) for name, values in feature_values(audio_by_rate, plan)}
+
+
+def feature_values(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily]) -> Iterator[tuple[str, np.ndarray]]:
+    """Each planned setting's name and float32 features `(bins, frames)`, one STFT per family."""
     for family in plan:
         audio = audio_by_rate[family.sample_rate]
         power = power_spectrogram(audio, family.n_fft, family.hop)
         for setting in family.settings:
             step = setting.hop_length // family.hop
             frames = 1 + len(audio) // setting.hop_length
-            out[setting.name] = to_stored(feature_from_power(power[:, ::step][:, :frames], setting))
-    return out
+            yield setting.name, feature_from_power(power[:, ::step][:, :frames], setting)
 
 
 def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """`abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) ** 2` (Hann window, centred frames,
-    zero padding), `(1 + n_fft // 2, 1 + len(audio) // hop)`, as a transposed view.
+    zero padding), `(1 + n_fft // 2, 1 + len(audio) // hop)`, as a transposed view of
+    frames-major memory (which `mel_spectrogram` reads in place).
 
     librosa transforms along the strided frame axis; transforming contiguous frames along the last
     axis with scipy.fft (float32 throughout), a cache-sized block of frames at a time, gives the
@@ -184,23 +204,23 @@ def _hann(n_fft: int) -> np.ndarray:
 
 
 def to_stored(values: np.ndarray) -> np.ndarray:
-    """float16, with magnitudes below its smallest normal number (6.1e-5) set to 0: they would
-    become subnormals, which lose precision anyway and make the conversion 5x slower (quiet
-    log-mel bins are full of them)."""
-    tiny = np.finfo(STORED_DTYPE).tiny
-    values = np.where(np.abs(values) < tiny, np.float32(0), values)
-    return values.astype(STORED_DTYPE)
+    """float16 (halves store size and memory; log-compressed features need no more than 3
+    digits), C-contiguous `(bins, frames)`. torch converts with the CPU's float16 instructions,
+    30x faster than numpy's scalar cast (0.6 -> 0.02 ms for a 30 s log-mel clip), and lays
+    frames-major values out bins-major in the same pass."""
+    return torch.from_numpy(values).to(torch.float16, memory_format=torch.contiguous_format).numpy()
 
 
 def feature_from_power(power: np.ndarray, setting: FeatureSetting) -> np.ndarray:
-    """One setting's features from a power spectrogram with its rate, window and hop."""
+    """One setting's float32 features `(bins, frames)` from a power spectrogram with its rate,
+    window and hop."""
     if setting.kind == "chroma":
         # tuning=0: no per-clip pitch tracking, so the same note maps to the same bin in every clip.
         return librosa.feature.chroma_stft(
             S=power, sr=setting.sample_rate, n_fft=setting.n_fft, n_chroma=setting.n_bins, tuning=0.0
         )
     n_mels = setting.n_bins if setting.kind == "mel" else MFCC_MEL_BANDS
-    mel = _mel_filterbank(setting.sample_rate, setting.n_fft, n_mels) @ power
+    mel = mel_spectrogram(power, setting.sample_rate, setting.n_fft, n_mels)
     if setting.kind == "mfcc":
         return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=setting.n_bins)
     if setting.compression == "log10_1p":
@@ -211,16 +231,43 @@ def feature_from_power(power: np.ndarray, setting: FeatureSetting) -> np.ndarray
 MFCC_MEL_BANDS = 128  # mel bands the MFCCs are taken from
 
 
+def mel_spectrogram(power: np.ndarray, sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """`librosa.filters.mel(...) @ power`, `(n_mels, frames)`, from a power spectrogram laid out
+    frames-major as `power_spectrogram` returns it; the result is frames-major too.
+
+    A dense product over the whole filter matrix multiplies mostly zeros (each FFT bin feeds at
+    most two triangles) and a sparse one needs the power transposed first; one dense product per
+    group of neighbouring triangles, over the FFT bins they cover, reads the power once in place
+    (128 mels of a 30 s clip: 0.35 ms, against 1.3 ms dense and 0.6 ms sparse with its copy).
+    """
+    frames_major = power.T
+    mel = np.empty((frames_major.shape[0], n_mels), dtype=np.float32)
+    for mels, bins, weights in _mel_filter_groups(sample_rate, n_fft, n_mels):
+        np.matmul(frames_major[:, bins], weights, out=mel[:, mels])
+    return mel.T
+
+
+MEL_GROUP_SIZE = 8  # triangles per product: fewer wastes products on zeros, more costs calls
+
+
 @functools.lru_cache(maxsize=32)
-def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> scipy.sparse.csr_array:
+def _mel_filter_groups(sample_rate: int, n_fft: int, n_mels: int) -> tuple[tuple[slice, slice, np.ndarray], ...]:
     """librosa's mel filters, built once (librosa.feature.melspectrogram rebuilds them on every
-    call) and kept sparse: each FFT bin feeds at most two triangles, so a dense product multiplies
-    mostly zeros (128 mels: 2x faster sparse)."""
-    return scipy.sparse.csr_array(librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels))
+    call), cut into groups: the group's mels, the FFT bins they cover, and their weights
+    `(bins, mels)` for a frames-major product."""
+    filters = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+    groups = []
+    for first in range(0, n_mels, MEL_GROUP_SIZE):
+        rows = filters[first : first + MEL_GROUP_SIZE]
+        covered = np.flatnonzero(rows.any(axis=0))  # empty for triangles too narrow to hit a bin
+        bins = slice(covered[0], covered[-1] + 1) if covered.size else slice(0, 0)
+        groups.append((slice(first, first + len(rows)), bins, np.ascontiguousarray(rows[:, bins].T)))
+    return tuple(groups)
 
 
 def bin_sums(features: np.ndarray) -> np.ndarray:
-    """Per-bin sum and sum of squares `(2, bins)` in float64, for the train-only statistics.
-    Computed in the workers, so the single writer only adds them up."""
-    values = features.astype(np.float32)
-    return np.stack([values.sum(axis=1, dtype=np.float64), np.einsum("ij,ij->i", values, values, dtype=np.float64)])
+    """Per-bin sum and sum of squares `(2, bins)` in float64, for the train-only statistics, of
+    the float32 features before they are rounded to float16. Computed in the workers, so the
+    single writer only adds them up."""
+    squares = np.einsum("ij,ij->i", features, features, dtype=np.float64)
+    return np.stack([features.sum(axis=1, dtype=np.float64), squares])

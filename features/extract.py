@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
-import multiprocessing
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from common.errors import UserError, exit_on_user_error
 from features.compute import ClipFeatures, DecodeError, ExtractionPlan, compute_clip, decode, plan_extraction
 from features.dataset import Clip, Dataset, load_dataset
+from features.parallel import SharedSlots, map_in_order
 from features.settings import FeatureSetting
 from features.writer import StoreWriter, is_current, remove_stale_partials, store_path
 
@@ -56,7 +57,7 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
     try:
         results = _extract_all(clips, train_ids, plan_extraction(settings), workers)
         for clip, result in tqdm(
-            zip(clips, results), total=len(clips), desc=f"extracting {_describe(settings)}", unit="clip"
+            zip(clips, results, strict=True), total=len(clips), desc=f"extracting {_describe(settings)}", unit="clip"
         ):
             for writer in writers:
                 if isinstance(result, str):
@@ -86,22 +87,30 @@ def _write_clip(writer: StoreWriter, clip: Clip, result: ClipFeatures) -> None:
 def _extract_all(
     clips: list[Clip], train_ids: set[str], plan: ExtractionPlan, workers: int | None
 ) -> Iterator[ClipFeatures | str]:
-    """`_extract_one`'s result per clip, in clip order."""
+    """`_extract_one`'s result per clip, in clip order. With several workers a result's arrays
+    are views into shared memory, valid until the next result is asked for."""
     jobs = [(clip.path, clip.clip_id, clip.clip_id in train_ids) for clip in clips]
     workers = workers or os.cpu_count() or 1
     _init_worker(plan)
-    _extract_one(None)  # warm librosa up once here; forked workers inherit it
+    warm_up = _extract_one(None)  # librosa imports its parts on first use; forked workers inherit them
     if workers == 1:
         yield from map(_extract_one, jobs)
         return
-    # fork: workers start in milliseconds with librosa already imported and warm (spawn costs
-    # seconds per worker). Stores are built before Ray or any torch thread pool starts.
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_init_pool_worker, initargs=(plan,)) as pool:
-        yield from pool.imap(_extract_one, jobs, chunksize=2)
+    # One slot per job in flight, sized from the warm-up's second of audio; a longer clip's rows
+    # that do not fit travel pickled. Stores are built before Ray or any torch thread pool starts.
+    in_flight = JOBS_IN_FLIGHT_PER_WORKER * workers
+    slots = SharedSlots(in_flight, int(SLOT_SECONDS * warm_up.nbytes))
+    results = map_in_order(_extract_into_slot, jobs, workers, in_flight, _init_pool_worker, (plan, slots))
+    for number, result in enumerate(results):
+        yield result if isinstance(result, str) else result.map_features(slots.unpacker(number))
+
+
+JOBS_IN_FLIGHT_PER_WORKER = 3  # enough queued that no worker waits while the writer writes
+SLOT_SECONDS = 40  # of audio per slot: GTZAN's 30 s clips, and copies time-stretched by up to 1.25
 
 
 _PLAN = ExtractionPlan((), ())
+_SLOTS = SharedSlots(0, 0)
 _BLAS_LIMIT: threadpool_limits | None = None
 
 
@@ -110,12 +119,15 @@ def _init_worker(plan: ExtractionPlan) -> None:
     _PLAN = plan
 
 
-def _init_pool_worker(plan: ExtractionPlan) -> None:
-    """One BLAS thread per worker: the workers already fill the cores, and BLAS thread pools
-    inherited through fork oversubscribe them (two workers ran slower than one without this)."""
-    global _BLAS_LIMIT
+def _init_pool_worker(plan: ExtractionPlan, slots: SharedSlots) -> None:
+    """One BLAS and torch thread per worker: the workers already fill the cores, and thread pools
+    inherited through fork oversubscribe them (two workers ran slower than one without this).
+    With one thread torch never enters the OpenMP pool, which does not survive a fork."""
+    global _BLAS_LIMIT, _SLOTS
     _init_worker(plan)
+    _SLOTS = slots
     _BLAS_LIMIT = threadpool_limits(limits=1)
+    torch.set_num_threads(1)
     _keep_freed_memory()
 
 
@@ -132,6 +144,11 @@ def _keep_freed_memory() -> None:
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+
+
+def _extract_into_slot(job: tuple[Path, str, bool], number: int) -> ClipFeatures | str:
+    result = _extract_one(job)
+    return result if isinstance(result, str) else result.map_features(_SLOTS.packer(number))
 
 
 def _extract_one(job: tuple[Path, str, bool] | None) -> ClipFeatures | str:

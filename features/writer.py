@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -64,6 +65,16 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+@dataclass
+class _GroupRows:
+    """A group's features dataset and what writing a row needs, kept in Python: h5py asks HDF5
+    for a dataset's shape on every access (90 us), and a fresh padded row costs page faults."""
+
+    data: h5py.Dataset
+    width: int  # frames of the longest row so far: the dataset's third dimension
+    chunk: np.ndarray  # (1, bins, chunk frames): a row padded to its chunk, reused for each row
+
+
 class StoreWriter:
     """Receives clips in order, writes each split's rows, keeps train-only per-bin statistics."""
 
@@ -80,7 +91,7 @@ class StoreWriter:
         self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
         self.frame_count = 0
         self.skipped: list[dict[str, str]] = []
-        self.datasets: dict[str, h5py.Dataset] = {}
+        self.datasets: dict[str, _GroupRows] = {}
         self.classes = dataset.classes
 
     def skip(self, clip: Clip, reason: str | None) -> None:
@@ -101,39 +112,40 @@ class StoreWriter:
         self.copy_rows.append((len(self.rows["train"]) - 1, json.dumps(params)))
 
     def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
-        data = self._dataset(group, features.shape[1])
-        row, frames = len(self.rows[group]), features.shape[1]
-        chunk_frames = data.chunks[2]
-        if frames > data.shape[2]:
-            data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
-        if frames <= chunk_frames:
+        rows, frames = self._rows_of(group, features.shape[1]), features.shape[1]
+        row = len(self.rows[group])
+        if frames > rows.width:
+            rows.data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
+            rows.width = frames
+        if frames <= rows.chunk.shape[2]:
             # The row's first chunk holds all of it: write its bytes straight to the file, past
             # HDF5's selection and chunk cache (4x faster; the writer serves every worker). No
             # filters to apply; the rest of the chunk is padding, 0 like the fill value.
-            padded = np.zeros((1, data.shape[1], chunk_frames), dtype=data.dtype)
-            padded[0, :, :frames] = features
-            data.id.write_direct_chunk((row, 0, 0), padded)
+            rows.chunk[0, :, :frames] = features
+            rows.chunk[0, :, frames:] = 0
+            rows.data.id.write_direct_chunk((row, 0, 0), rows.chunk)
         else:
-            data[row, :, :frames] = features
+            rows.data[row, :, :frames] = features
         self.rows[group].append((clip_id, label, frames))
 
-    def _dataset(self, split: str, frames: int) -> h5py.Dataset:
+    def _rows_of(self, group: str, frames: int) -> _GroupRows:
         assert self.file is not None
-        if split not in self.datasets:  # handles kept: h5py lookups by name cost more than the write
+        if group not in self.datasets:
             bins = self.setting.n_bins
             # A row per chunk, sized for the first clip plus GTZAN's spread of lengths (29.9-30.7 s),
             # so nearly every row takes the direct path. Copies differ more in length (time
             # stretch): short chunks leave their padding unallocated, so they cost only their frames.
-            chunk_frames = min(frames, 64) if split == COPIES_GROUP else math.ceil(frames * CHUNK_LENGTH_MARGIN)
-            self.datasets[split] = self.file.create_group(split).create_dataset(
+            chunk_frames = min(frames, 64) if group == COPIES_GROUP else math.ceil(frames * CHUNK_LENGTH_MARGIN)
+            data = self.file.create_group(group).create_dataset(
                 "features",
-                shape=(self.capacity[split], bins, frames),
-                maxshape=(self.capacity[split], bins, None),
+                shape=(self.capacity[group], bins, frames),
+                maxshape=(self.capacity[group], bins, None),
                 chunks=(1, bins, chunk_frames),
                 dtype=np.float16,
                 fillvalue=0,
             )
-        return self.datasets[split]
+            self.datasets[group] = _GroupRows(data, frames, np.zeros((1, bins, chunk_frames), dtype=np.float16))
+        return self.datasets[group]
 
     def finish(self) -> None:
         """Write index arrays, statistics and metadata, then rename into place."""
