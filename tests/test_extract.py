@@ -67,13 +67,15 @@ def test_parallel_build_equals_serial(tiny_root: Path, tmp_path: Path) -> None:
     assert serial.clip_ids == parallel.clip_ids
 
 
-def test_clips_of_different_lengths_are_stored_exactly(tiny_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_clips_of_different_lengths_are_stored_exactly(tiny_root: Path, tmp_path: Path, workers: int) -> None:
     """GTZAN's clips differ in length: shorter and longer ones than the first, each stored as
-    computed and zero past its end (rows are written two ways, one chunk or a slice)."""
+    computed and zero past its end (rows are written two ways, one chunk or a slice), whether
+    computed in this process or passed on from workers."""
     train = (tiny_root / "train_filtered.txt").read_text().split()
     for name, seconds in zip(train[1:4], (1.5, 2.6, 1.9)):
         write_tone_clip(tiny_root / name, seconds, 440.0, seed=7)
-    split = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL])[MEL]).load_split("train")
+    split = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL], workers)[MEL]).load_split("train")
     assert split.features.shape[2] == 1 + int(2.6 * 22050) // 512  # widened for the longest
     for row, name in enumerate(train):
         audio, _ = librosa.load(tiny_root / name, sr=22050)
@@ -114,7 +116,20 @@ def test_power_spectrogram_equals_librosa_stft(n_fft: int, hop: int, samples: in
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * expected.max())
 
 
+def _librosa_mel(y: np.ndarray, n_fft: int = 1024, n_mels: int = 128) -> np.ndarray:
+    return librosa.feature.melspectrogram(y=y, sr=22050, n_fft=n_fft, hop_length=512, n_mels=n_mels)
+
+
 LIBROSA_FEATURES = {  # each kind's setting, and the same features as librosa computes them from audio
+    "log10_1p": (FeatureSetting(), lambda y: np.log10(1 + 10 * _librosa_mel(y))),
+    "log10_1p, n_fft 2048, 40 mels": (
+        FeatureSetting(n_fft=2048, n_bins=40),
+        lambda y: np.log10(1 + 10 * _librosa_mel(y, n_fft=2048, n_mels=40)),
+    ),
+    "log10_1p, n_fft 512, 256 mels (some empty)": (
+        FeatureSetting(n_fft=512, n_bins=256),
+        lambda y: np.log10(1 + 10 * _librosa_mel(y, n_fft=512, n_mels=256)),
+    ),
     "db": (
         FeatureSetting(compression="db"),
         lambda y: librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_fft=1024, hop_length=512)),
@@ -130,9 +145,10 @@ LIBROSA_FEATURES = {  # each kind's setting, and the same features as librosa co
 }
 
 
-@pytest.mark.parametrize("kind", sorted(LIBROSA_FEATURES))
-def test_each_kind_equals_librosa_feature(kind: str) -> None:
-    setting, librosa_features = LIBROSA_FEATURES[kind]
+@pytest.mark.filterwarnings("ignore:Empty filters detected")
+@pytest.mark.parametrize("case", sorted(LIBROSA_FEATURES))
+def test_each_kind_equals_librosa_feature(case: str) -> None:
+    setting, librosa_features = LIBROSA_FEATURES[case]
     audio = np.random.default_rng(2).standard_normal(22050 * 2).astype(np.float32)
     ours = compute_features({22050: audio}, plan_stfts([setting]))[setting.name].astype(np.float32)
     expected = librosa_features(audio)
