@@ -128,10 +128,10 @@ def _init_pool_worker(plan: ExtractionPlan, slots: SharedSlots) -> None:
     _SLOTS = slots
     _BLAS_LIMIT = threadpool_limits(limits=1)
     torch.set_num_threads(1)
-    _keep_freed_memory()
+    keep_freed_memory()
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for reuse instead of returning it to the OS: every clip
     allocates the same few large arrays (audio, STFT, power), and mapping them afresh each time
     costs page faults worth about 20% of a clip's time (measured: 19 -> 15 ms per clip)."""

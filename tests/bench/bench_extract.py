@@ -43,7 +43,10 @@ VARIANTS = {  # name → the feature section of a space file
     "+ hop 1024 (other hop)": {"hop_length": {"choice": [512, 1024]}},
     "+ hop 256 (other hop)": {"hop_length": {"choice": [512, 256]}},
     "+ n_fft 2048 (other window)": {"n_fft": {"choice": [1024, 2048]}},
+    "n_fft 2048 alone (reference)": {"n_fft": 2048},
 }
+KIND_VARIANTS = ["+ mfcc (other kind)", "+ 64 mels (other bins)", "+ dB (other compression)"]
+STFT_VARIANTS = ["+ hop 1024 (other hop)", "+ hop 256 (other hop)", "+ n_fft 2048 (other window)"]
 AUGMENT = shipped_effect_ranges()  # those of spaces/cnn2d.yaml
 COPIES = {f"+ {n} augmented cop{'y' if n == 1 else 'ies'}": n for n in (1, 2)}
 VARIANTS.update({name: {**MEL, "audio_augment": {**AUGMENT, "copies": n}} for name, n in COPIES.items()})
@@ -73,26 +76,41 @@ def our_build(data: Path, out: Path, section: dict, workers: int | None) -> None
 
 
 def per_clip_costs(data: Path, clips: int = 24) -> dict:
-    """Serial milliseconds per training clip: decode, one setting's features, the effects of a copy."""
+    """Serial milliseconds per training clip, as a worker computes them: decode, one setting's
+    features (STFT included), the STFTs of n_fft 1024 and 2048 (hop 512) alone; and in a second
+    pass, an augmented copy's effects and its features (after the effects, as in the build)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
     from features.augment import AudioAugment, apply_effects
-    from features.compute import compute_features, decode, plan_stfts
+    from features.compute import compute_features, decode, plan_stfts, power_spectrogram
     from features.dataset import load_dataset
+    from features.extract import keep_freed_memory
     from features.settings import FeatureSetting
 
-    setting = FeatureSetting()
+    keep_freed_memory()  # as the extractor's workers run: one thread, freed memory kept
+    threadpool_limits(1)
+    torch.set_num_threads(1)
+    plan = plan_stfts([FeatureSetting()])
     augment = AudioAugment(copies=1, **{key: tuple(value) for key, value in AUGMENT.items()})
-    seconds = {"decode": 0.0, "features": 0.0, "effects": 0.0}
     chosen = load_dataset(data).splits["train"][:clips]
+    steps = {
+        "decode": lambda clip, audio: decode(clip.path, {22050}),
+        "features": lambda clip, audio: compute_features(audio, plan),
+        "stft_1024": lambda clip, audio: power_spectrogram(audio[22050], 1024, 512),
+        "stft_2048": lambda clip, audio: power_spectrogram(audio[22050], 2048, 512),
+        "effects": lambda clip, audio: apply_effects(audio[22050], 22050, augment.copy_params(clip.clip_id, 0)),
+    }
+    seconds = dict.fromkeys([*steps, "copy_features"], 0.0)
     for clip in chosen:
-        start = time.perf_counter()
         audio = decode(clip.path, {22050})
-        decoded = time.perf_counter()
-        copy = apply_effects(audio[22050], 22050, augment.copy_params(clip.clip_id, 0))
-        effected = time.perf_counter()
-        compute_features({22050: copy}, plan_stfts([setting]))
-        seconds["decode"] += decoded - start
-        seconds["effects"] += effected - decoded
-        seconds["features"] += time.perf_counter() - effected
+        for name, step in steps.items():
+            start = time.perf_counter()
+            result = step(clip, audio)
+            seconds[name] += time.perf_counter() - start
+        start = time.perf_counter()
+        compute_features({22050: result}, plan)  # the copy's features, right after its effects
+        seconds["copy_features"] += time.perf_counter() - start
     return {key: 1000 * value / len(chosen) for key, value in seconds.items()}
 
 
@@ -170,11 +188,12 @@ def main() -> None:
         for name, done in runs.items():
             done.append(measure(name, data, args.workers))
     results = {name: min(done, key=lambda r: r["seconds"]) for name, done in runs.items()}
-    report(results)
+    costs = measure(PER_CLIP, data, None)
+    report(results, costs)
     if args.no_copies:
         return
     workers = args.workers or os.cpu_count() or 1
-    report_copies(results, measure(PER_CLIP, data, None), len(dataset.splits["train"]), workers)
+    report_copies(results, costs, len(dataset.splits["train"]), workers)
 
 
 def bench_dataset(clips_per_genre: int) -> Path:
@@ -188,7 +207,7 @@ def bench_dataset(clips_per_genre: int) -> Path:
     return root
 
 
-def report(results: dict[str, dict]) -> None:
+def report(results: dict[str, dict], costs: dict) -> None:
     base = results[HOMEWORK]["seconds"]
     first = results["one setting (log-mel)"]["seconds"]
     print(f"{'variant':30} {'seconds':>8} {'vs homework':>12} {'extra vs 1 setting':>19} {'peak MiB':>17}")
@@ -197,15 +216,26 @@ def report(results: dict[str, dict]) -> None:
         memory = f"{r['writer_mib']:.0f} + {r['worker_mib']:.0f}/worker"
         print(f"{name:30} {r['seconds']:8.2f} {base / r['seconds']:11.2f}x {extra:>19} {memory:>17}")
     print(f"target: one setting >= 1.70x faster than the homework loop: {base / first:.2f}x")
+    for names, limit, what in ((KIND_VARIANTS, 0.3, "kind, bins or compression"), (STFT_VARIANTS, 1.0, "hop, window")):
+        extras = {name: (results[name]["seconds"] - first) / first for name in names}
+        missed = [name for name, extra in extras.items() if extra > limit]
+        listed = ", ".join(f"{extra:+.2f}x" for extra in extras.values())
+        print(f"target: another {what} <= +{limit:.2f}x: {listed}: " + ("met" if not missed else f"missed by {missed}"))
+    first_clip = costs["decode"] + costs["features"]
+    print(
+        f"per clip, serial: the first setting's decode + features {first_clip:.1f} ms; STFT alone: n_fft 1024 "
+        f"{costs['stft_1024']:.1f} ms, n_fft 2048 {costs['stft_2048']:.1f} ms ({costs['stft_2048'] / first_clip:.2f}x "
+        "the first setting's work: the least a second window of 2048 can add)"
+    )
 
 
 def report_copies(results: dict[str, dict], costs: dict, train_clips: int, workers: int) -> None:
     """Each copy's share of the build, per training clip and worker, against its own work."""
     first = results["one setting (log-mel)"]
-    budget = costs["features"] + costs["effects"]
+    budget = costs["copy_features"] + costs["effects"]
     print(
-        f"\nper training clip, serial: decode {costs['decode']:.1f} ms, one setting's features "
-        f"{costs['features']:.1f} ms, a copy's effects {costs['effects']:.1f} ms"
+        f"\nper training clip, serial: a copy's effects {costs['effects']:.1f} ms, then its features "
+        f"{costs['copy_features']:.1f} ms"
     )
     for name, copies in COPIES.items():
         extra = results[name]["seconds"] - first["seconds"]
