@@ -247,7 +247,7 @@ def mel_spectrogram(power: np.ndarray, sample_rate: int, n_fft: int, n_mels: int
     return mel.T
 
 
-MEL_GROUP_SIZE = 8  # triangles per product: fewer wastes products on zeros, more costs calls
+MEL_GROUP_SIZE = 8  # triangles per product: larger groups multiply more zeros, smaller ones cost more calls
 
 
 @functools.lru_cache(maxsize=32)

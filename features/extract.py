@@ -96,11 +96,11 @@ def _extract_all(
     if workers == 1:
         yield from map(_extract_one, jobs)
         return
-    # One slot per job in flight, sized from the warm-up's second of audio; a longer clip's rows
-    # that do not fit travel pickled. Stores are built before Ray or any torch thread pool starts.
+    # One slot per job in flight, sized from the warm-up's second of audio; the rows of a longer
+    # clip that do not fit travel pickled. The workers are forked: stores are built before Ray starts.
     in_flight = JOBS_IN_FLIGHT_PER_WORKER * workers
     slots = SharedSlots(in_flight, int(SLOT_SECONDS * warm_up.nbytes))
-    results = map_in_order(_extract_into_slot, jobs, workers, in_flight, _init_pool_worker, (plan, slots))
+    results = map_in_order(_extract_into_slot, jobs, workers, in_flight, _init_extraction_worker, (plan, slots))
     for number, result in enumerate(results):
         yield result if isinstance(result, str) else result.map_features(slots.unpacker(number))
 
@@ -119,7 +119,7 @@ def _init_worker(plan: ExtractionPlan) -> None:
     _PLAN = plan
 
 
-def _init_pool_worker(plan: ExtractionPlan, slots: SharedSlots) -> None:
+def _init_extraction_worker(plan: ExtractionPlan, slots: SharedSlots) -> None:
     """One BLAS and torch thread per worker: the workers already fill the cores, and thread pools
     inherited through fork oversubscribe them (two workers ran slower than one without this).
     With one thread torch never enters the OpenMP pool, which does not survive a fork."""

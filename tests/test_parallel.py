@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from features.compute import ExtractionPlan
-from features.extract import _init_pool_worker
+from features.extract import _init_extraction_worker
 from features.parallel import SharedSlots, WorkerError, map_in_order
 
 SLOTS = SharedSlots(4, 4096)  # module level: forked workers inherit it
@@ -105,7 +105,7 @@ def test_workers_convert_with_torch_after_the_parent_used_its_thread_pool() -> N
     signal.alarm(60)
     try:
         results = map_in_order(
-            _torch_half, [0, 1], workers=2, in_flight=2, initializer=_init_pool_worker, initargs=empty
+            _torch_half, [0, 1], workers=2, in_flight=2, initializer=_init_extraction_worker, initargs=empty
         )
         assert list(results) == [1.0, 1.0]
     finally:
