@@ -66,7 +66,7 @@ def _process_alive(pid: int) -> bool:
 
 
 @dataclass
-class _GroupRows:
+class _GroupDataset:
     """A group's features dataset and what writing a row needs, kept in Python: h5py asks HDF5
     for a dataset's shape on every access (90 us), and a fresh padded row costs page faults."""
 
@@ -91,7 +91,7 @@ class StoreWriter:
         self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
         self.frame_count = 0
         self.skipped: list[dict[str, str]] = []
-        self.datasets: dict[str, _GroupRows] = {}
+        self.datasets: dict[str, _GroupDataset] = {}
         self.classes = dataset.classes
 
     def skip(self, clip: Clip, reason: str | None) -> None:
@@ -112,23 +112,23 @@ class StoreWriter:
         self.copy_rows.append((len(self.rows["train"]) - 1, json.dumps(params)))
 
     def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
-        rows, frames = self._rows_of(group, features.shape[1]), features.shape[1]
+        dataset, frames = self._dataset_of(group, features.shape[1]), features.shape[1]
         row = len(self.rows[group])
-        if frames > rows.width:
-            rows.data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
-            rows.width = frames
-        if frames <= rows.chunk.shape[2]:
+        if frames > dataset.width:
+            dataset.data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
+            dataset.width = frames
+        if frames <= dataset.chunk.shape[2]:
             # The row's first chunk holds all of it: write its bytes straight to the file, past
             # HDF5's selection and chunk cache (4x faster; the writer serves every worker). No
             # filters to apply; the rest of the chunk is padding, 0 like the fill value.
-            rows.chunk[0, :, :frames] = features
-            rows.chunk[0, :, frames:] = 0
-            rows.data.id.write_direct_chunk((row, 0, 0), rows.chunk)
+            dataset.chunk[0, :, :frames] = features
+            dataset.chunk[0, :, frames:] = 0
+            dataset.data.id.write_direct_chunk((row, 0, 0), dataset.chunk)
         else:
-            rows.data[row, :, :frames] = features
+            dataset.data[row, :, :frames] = features
         self.rows[group].append((clip_id, label, frames))
 
-    def _rows_of(self, group: str, frames: int) -> _GroupRows:
+    def _dataset_of(self, group: str, frames: int) -> _GroupDataset:
         assert self.file is not None
         if group not in self.datasets:
             bins = self.setting.n_bins
@@ -144,7 +144,7 @@ class StoreWriter:
                 dtype=np.float16,
                 fillvalue=0,
             )
-            self.datasets[group] = _GroupRows(data, frames, np.zeros((1, bins, chunk_frames), dtype=np.float16))
+            self.datasets[group] = _GroupDataset(data, frames, np.zeros((1, bins, chunk_frames), dtype=np.float16))
         return self.datasets[group]
 
     def finish(self) -> None:
