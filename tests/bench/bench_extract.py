@@ -26,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -94,23 +96,21 @@ def per_clip_costs(data: Path, clips: int = 24) -> dict:
     plan = plan_stfts([FeatureSetting()])
     augment = AudioAugment(copies=1, **{key: tuple(value) for key, value in AUGMENT.items()})
     chosen = load_dataset(data).splits["train"][:clips]
-    steps = {
-        "decode": lambda clip, audio: decode(clip.path, {22050}),
-        "features": lambda clip, audio: compute_features(audio, plan),
-        "stft_1024": lambda clip, audio: power_spectrogram(audio[22050], 1024, 512),
-        "stft_2048": lambda clip, audio: power_spectrogram(audio[22050], 2048, 512),
-        "effects": lambda clip, audio: apply_effects(audio[22050], 22050, augment.copy_params(clip.clip_id, 0)),
-    }
-    seconds = dict.fromkeys([*steps, "copy_features"], 0.0)
-    for clip in chosen:
-        audio = decode(clip.path, {22050})
-        for name, step in steps.items():
-            start = time.perf_counter()
-            result = step(clip, audio)
-            seconds[name] += time.perf_counter() - start
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, step: Callable[..., Any], *args: Any) -> Any:
         start = time.perf_counter()
-        compute_features({22050: result}, plan)  # the copy's features, right after its effects
-        seconds["copy_features"] += time.perf_counter() - start
+        result = step(*args)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    for clip in chosen:
+        audio = timed("decode", decode, clip.path, {22050})
+        timed("features", compute_features, audio, plan)
+        timed("stft_1024", power_spectrogram, audio[22050], 1024, 512)
+        timed("stft_2048", power_spectrogram, audio[22050], 2048, 512)
+        copy = timed("effects", apply_effects, audio[22050], 22050, augment.copy_params(clip.clip_id, 0))
+        timed("copy_features", compute_features, {22050: copy}, plan)  # right after its effects, as in the build
     return {key: 1000 * value / len(chosen) for key, value in seconds.items()}
 
 
