@@ -1,2 +1,2 @@
-"""Small pieces every package shares: strict typed configs built from plain dicts, and the
-one-line user-facing error (exit code 2) that every command line uses."""
+"""Small pieces every package shares: strict typed configs built from plain dicts with one value
+check (`require`), the one-line user-facing error, and the experiment folder's format."""

@@ -31,6 +31,13 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "") -> T
     return cls(**kwargs)
 
 
+def require(ok: bool, key: str, value: Any, why: str) -> None:
+    """The project's one value check: `UserError("key: value why")` unless `ok`, where `key` is
+    the dotted key at fault (``optimizer.lr``) and `why` says what the value must be."""
+    if not ok:
+        raise UserError(f"{key}: {value!r} {why}")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """The plain nested dict that `from_dict` turns back into the same config."""
     return dataclasses.asdict(config)

@@ -17,6 +17,9 @@ from features.settings import FeatureSetting
 STORE_FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 COPIES_GROUP = "train_copies"  # augmented copies of the training clips, in stores that have them
+# Floor on a bin's standard deviation, applied to the stored statistics and wherever features are
+# normalised: a constant bin (silence in every training clip) must not divide by zero.
+STD_FLOOR = 1e-5
 
 
 @dataclass(frozen=True)

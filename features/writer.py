@@ -19,11 +19,10 @@ import soundfile
 from common.errors import UserError
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
-from features.store import COPIES_GROUP, STORE_FORMAT_VERSION
+from features.store import COPIES_GROUP, STD_FLOOR, STORE_FORMAT_VERSION
 
 PARTIAL_MARK = ".partial-"
 CHUNK_LENGTH_MARGIN = 1.03  # chunk frames over the first clip's: room for clips up to 3% longer
-STD_FLOOR = 1e-5  # a constant bin (silence, padding) must not divide by zero when normalising
 
 
 def store_path(stores_dir: Path, setting: FeatureSetting) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
+from common.experiment import read_metadata
 from features.store import FeatureStore
 from reporting import figures
 from reporting.baselines import REPORT_JSON, baseline_experiment, homework_baseline
@@ -20,7 +21,6 @@ from reporting.markdown import ReportData, render
 from reporting.results import confusion, ensemble_accuracy, spread
 from reporting.retrain import Retraining, load_test_split, open_store, run_seeds
 from reporting.trials import BestTrial, best_trial, load_trials, search_numbers
-from search.experiment import read_metadata
 from training import TrialConfig
 from training.fit import choose_device
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.experiment import STUDY_FILE
+from common.experiment import STUDY_FILE
 
 MIN_TRIALS = 2  # fANOVA fits a random forest to the trials' values: one trial explains nothing
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from search.experiment import DEFAULT_STORAGE, METADATA_FILE, read_metadata
+from common.experiment import DEFAULT_STORAGE, METADATA_FILE, read_metadata
 
 
 def find_experiment(spec: str | None, storage: str | None) -> Path:

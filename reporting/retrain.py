@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 import models
 from common.errors import UserError
+from common.experiment import METADATA_FILE
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.settings import FeatureSetting
 from features.store import FeatureStore, FitData, SplitArrays
 from models.predict import save_model
-from search.experiment import METADATA_FILE
 from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from common.errors import UserError
 from search.leaderboard import METRIC, trial_rows
-from search.trainable import trial_config
+from training.config import trial_config
 
 log = logging.getLogger(__name__)
 

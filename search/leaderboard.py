@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.trainable import trial_config
+from training.config import trial_config
 
 METRIC = "valid_clip_acc"
 LEADERBOARD_FILE = "leaderboard.csv"

@@ -16,12 +16,12 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from common import experiment as experiments
 from common.errors import UserError
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.locate import default_stores_dir, resolve_data_root
 from features.store import FeatureStore
-from search import experiment as experiments
 from search.leaderboard import summarize
 from search.space import Space, load_space
 from search.trainable import train_trial

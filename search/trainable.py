@@ -13,15 +13,10 @@ import torch
 from ray import tune
 
 from training import TrainingState, TrialConfig, fit
+from training.config import trial_config
 
-CONFIG_SECTIONS = ("features", "model", "optimizer", "schedule", "training", "augment")
 STATE_FILE = "state.pt"
 CONFIG_FILE = "trial_config.json"
-
-
-def trial_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The trial's nested config; Ray's config also holds Optuna's flat `section.key` values."""
-    return {section: config[section] for section in CONFIG_SECTIONS if section in config}
 
 
 def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef]) -> None:

@@ -4,6 +4,7 @@ one line naming its key before any data is read."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -189,3 +190,12 @@ class TrialConfig:
     def gain_units_per_db(self) -> float:
         """Feature units per dB of gain for this config's features (0 when gain is undefined)."""
         return GAIN_UNITS_PER_DB.get(self.features.compression, 0.0)
+
+
+# The sections of a trial config, in order: the one list (space files, Ray configs, reports use it).
+CONFIG_SECTIONS = tuple(f.name for f in dataclasses.fields(TrialConfig))
+
+
+def trial_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The nested trial config inside a Ray config, which also holds Optuna's flat `section.key` values."""
+    return {section: config[section] for section in CONFIG_SECTIONS if section in config}

@@ -16,13 +16,13 @@ from torch import nn
 import models
 from common.errors import UserError
 from features.settings import FeatureSetting
-from features.store import FitData
+from features.store import STD_FLOOR, FitData
 from training.augment import augment_batch
 from training.config import TrialConfig
 from training.evaluate import evaluate_prepared
 from training.optim import l1_penalty, make_optimizer, penalised
 from training.schedules import Plateau, below_floor, decayed_lr, learning_rate, plateau_update
-from training.segments import MIN_STD, DeviceSplit, gather, prepare_split, prepare_train, random_crops
+from training.segments import DeviceSplit, gather, prepare_split, prepare_train, random_crops
 from training.state import TrainingState
 
 
@@ -224,7 +224,7 @@ def _prepare_run(config: TrialConfig, data: FitData, device: torch.device, segme
     # The remainder of the shuffled crops (< one batch) is left out, a different one each epoch:
     # a last batch of one would break batch normalisation.
     steps_per_epoch = max(1, len(train) * training.segments_per_clip // training.batch_size)
-    std = torch.as_tensor(data.std, dtype=torch.float32, device=device).clamp_min(MIN_STD)
+    std = torch.as_tensor(data.std, dtype=torch.float32, device=device).clamp_min(STD_FLOOR)
     gain_per_db = config.gain_units_per_db / std
     return Run(config, device, segment_frames, steps_per_epoch, len(data.classes), train, valid, gain_per_db)
 

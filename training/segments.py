@@ -9,11 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from features.store import SplitArrays, TrainCopies
-
-# Floor on a bin's standard deviation: a constant bin (silence in every training clip) would
-# otherwise divide by zero and surface as a NaN "divergence" at the first step.
-MIN_STD = 1e-6
+from features.store import STD_FLOOR, SplitArrays, TrainCopies
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,7 @@ def prepare_split(
     """
     features = torch.from_numpy(np.ascontiguousarray(split.features)).to(device)
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)[:, None]
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=device).clamp_min(MIN_STD)[:, None]
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=device).clamp_min(STD_FLOOR)[:, None]
     normalised = (features.float() - mean_t) / std_t  # (clips, bins, frames)
     del features
     n_frames = normalised.shape[2]
