@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,7 +312,7 @@ def parse_space(raw: dict[str, Any], path: Path) -> Space:
             raise UserError("training.max_epochs: set search.max_epochs instead (every trial's limit and ASHA's)")
         sections = {name: parse_section(name, raw.get(name), rule) for name, rule in rules.items()}
         for section in sections.values():
-            _check_candidates(section)
+            _check_combinations(section)
         space = Space(path, sections, from_dict(SearchSettings, raw.get("search"), "search"))
         space.feature_settings()
     except UserError as err:
@@ -319,19 +320,70 @@ def parse_space(raw: dict[str, Any], path: Path) -> Space:
     return space
 
 
-def _check_candidates(section: SectionSpace) -> None:
-    """Build the section's config with each candidate value alone, so a bad value (wrong type,
-    out of range) fails now, naming its key, not in a trial. Choice-only sections (features) are
-    checked whole instead: every combination is built, as each is a store."""
+def _check_combinations(section: SectionSpace) -> None:
+    """Build the section's config at every combination of the file's values that bounds what a
+    trial can get (`_combinations_to_check`), so a bad value or a bad mix of values (channels x
+    growth x depth too wide) fails now, naming its key and the file's values that produced it, not
+    in a trial. Values the file leaves out take their defaults, as in a trial. Choice-only sections
+    (features) are checked whole instead: every combination is built, as each is a store."""
     if section.rule.choices_only:
         return
     selector = section.rule.selector
     for option in section._options():
-        keys = {**section.values, **section.branches.get(option, {})}
-        for key, value in keys.items():
-            for candidate in value.candidates() if isinstance(value, Distribution) else [value]:
-                flat = {key: candidate} if not selector else {selector: option, key: candidate}
+        named = {key: f"{section.name}.{key}" for key in section.values if key != selector}
+        named.update({key: f"{section.name}.{option}.{key}" for key in section.branches.get(option, {})})
+        values = {key: {**section.values, **section.branches.get(option, {})}[key] for key in named}
+        for combination in _combinations_to_check(values):
+            flat = combination if not selector else {**combination, selector: option}
+            try:
                 _validate(section.name, section.rule, section._shape(flat))
+            except UserError as err:
+                raise UserError(f"{err}{_drawn_values(section, err, values, combination, named)}") from err
+
+
+def _combinations_to_check(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every corner of the box the values span (each range's ends, each numeric choice's smallest
+    and largest option, every other choice's options), then each inner option of a numeric choice
+    alone at the first corner. The checks grow with each number (wider, deeper, more pooling), so
+    a corner fails when anything inside it does; inner options catch checks that do not grow with
+    a value (an even kernel). A section has at most a dozen keys, so at most a few thousand corners."""
+    bounds = {key: _bounds(value) for key, value in values.items()}
+    corners = [dict(zip(bounds, combo)) for combo in itertools.product(*(ends for ends, _ in bounds.values()))]
+    inner = [{**corners[0], key: option} for key, (_, options) in bounds.items() for option in options]
+    return corners + inner
+
+
+def _bounds(value: Any) -> tuple[list[Any], list[Any]]:
+    """(the values that bound what `value` can produce, the other values it can produce)."""
+    if not isinstance(value, Distribution):
+        return [value], []
+    if value.kind == "choice":
+        if not all(isinstance(arg, (int, float)) and not isinstance(arg, bool) for arg in value.args):
+            return list(value.args), []
+        ends = _distinct([min(value.args), max(value.args)])
+        return ends, [arg for arg in value.args if arg not in ends]
+    low, high = value.args[:2]
+    if value.kind == "int" and len(value.args) == 3:
+        high = low + (high - low) // value.args[2] * value.args[2]  # the largest value the steps reach
+    return _distinct([low, high]), []
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def _drawn_values(
+    section: SectionSpace, err: UserError, values: dict[str, Any], combination: dict[str, Any], named: dict[str, str]
+) -> str:
+    """`, when model.cnn2d.channels is 700 and model.cnn2d.growth is 2.0`: the values drawn from
+    the file's distributions that the error mentions, so the user sees which mix of them fails."""
+    prefix = f"{section.name}.params" if section.rule.into_params else section.name
+    drawn = [
+        f"{named[key]} is {combination[key]!r}"
+        for key, value in values.items()
+        if isinstance(value, Distribution) and re.search(rf"\b{re.escape(f'{prefix}.{key}')}\b", str(err))
+    ]
+    return f", when {' and '.join(drawn)}" if drawn else ""
 
 
 def _validate(name: str, rule: SectionRule, values: dict[str, Any]) -> None:
