@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import re
 import typing
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from typing import Any, Literal
 from common.errors import UserError
 from common.typed import from_dict
 from features.settings import KINDS, FeatureSetting
+
+log = logging.getLogger(__name__)
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 
@@ -279,12 +282,24 @@ class Space:
         return settings
 
     def with_search(self, **overrides: Any) -> Space:
-        """A copy with search settings replaced (command-line flags); None means keep."""
+        """A copy with search settings replaced (command-line flags); None means keep.
+
+        A user who shortens trials means it: the file's grace period follows a shorter
+        `max_epochs` (said in one line). Only values given here together can contradict each
+        other into an error."""
         given = {key: value for key, value in overrides.items() if value is not None}
+        settings = dict(given)
+        max_epochs = given.get("max_epochs", self.search.max_epochs)
+        if "grace_period" not in given and 1 <= max_epochs < self.search.grace_period:
+            log.warning(
+                "search.grace_period: %d -> %d to fit --max-epochs %d", self.search.grace_period, max_epochs, max_epochs
+            )
+            settings["grace_period"] = max_epochs
         try:
-            return dataclasses.replace(self, search=dataclasses.replace(self.search, **given))
+            return dataclasses.replace(self, search=dataclasses.replace(self.search, **settings))
         except UserError as err:
-            raise UserError(f"{self.path}: {err}") from err
+            flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in given.items())
+            raise UserError(f"{self.path} with {flags}: {err}") from err
 
 
 def section_rules() -> dict[str, SectionRule]:

@@ -3,12 +3,13 @@ together, not each alone beside the defaults), and command-line overrides win ov
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from common.errors import UserError
-from search.space import parse_space
+from search.space import load_space, parse_space
 
 SPACE = Path("my-space.yaml")
 
@@ -58,3 +59,23 @@ def test_each_option_of_a_selector_is_checked_with_its_own_values() -> None:
     raw["optimizer"]["sgd"]["nesterov"] = True
     with pytest.raises(UserError, match=r"optimizer\.nesterov: True needs .*when optimizer\.sgd\.momentum is 0\.0"):
         parse_space(raw, SPACE)
+
+
+def test_a_shorter_max_epochs_takes_the_file_grace_period_with_it(caplog: pytest.LogCaptureFixture) -> None:
+    """`--space baseline.yaml --max-epochs 3`: a quick look at the baseline (grace period 100)."""
+    space = load_space("baseline.yaml")
+    with caplog.at_level(logging.WARNING, logger="search.space"):
+        quick = space.with_search(max_epochs=3, num_samples=None)
+    assert (quick.search.max_epochs, quick.search.grace_period) == (3, 3)
+    assert [record.getMessage() for record in caplog.records] == ["search.grace_period: 100 -> 3 to fit --max-epochs 3"]
+    caplog.clear()
+    assert space.with_search(max_epochs=200).search.grace_period == 100
+    assert not caplog.records
+
+
+def test_values_given_together_may_still_contradict_each_other() -> None:
+    space = load_space("baseline.yaml")
+    with pytest.raises(UserError, match=r"with --max-epochs 3 --grace-period 5: search\.grace_period: 5 is above"):
+        space.with_search(max_epochs=3, grace_period=5)
+    with pytest.raises(UserError, match=r"yaml with --max-epochs 0: search\.max_epochs: 0 must be at least 1"):
+        space.with_search(max_epochs=0)
