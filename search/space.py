@@ -23,6 +23,10 @@ from typing import Any, Literal
 from common.errors import UserError
 from common.typed import from_dict
 from features.settings import KINDS, FeatureSetting
+from models import architecture_names
+from models.registry import parse_params
+from search.space_file import read_space_file, resolve_space_path
+from training.config import CONFIG_SECTIONS, TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +111,17 @@ class SectionSpace:
     def combinations(self) -> list[dict[str, Any]]:
         """Every config of this section (all distributions must be choices)."""
         out: list[dict[str, Any]] = []
-        for option in self._options():
+        for option in self.options():
             fields = {**self.values, **self.branches.get(option, {})}
             if self.rule.selector:
                 fields[self.rule.selector] = option
             keys = list(fields)
             grids = [f.candidates() if isinstance(f, Distribution) else [f] for f in fields.values()]
-            out += [self._shape(dict(zip(keys, combo))) for combo in itertools.product(*grids)]
+            out += [self.shape(dict(zip(keys, combo))) for combo in itertools.product(*grids)]
         return out
 
-    def _options(self) -> list[Any]:
+    def options(self) -> list[Any]:
+        """Every value the selector can take here ([None] for a section without one)."""
         if not self.rule.selector:
             return [None]
         chosen = self.values.get(self.rule.selector, _default(self.rule.dataclass_, self.rule.selector))
@@ -126,13 +131,21 @@ class SectionSpace:
         selector = self.rule.selector
         resolved = {key: draw(f"{self.name}.{key}", value) for key, value in self.values.items()}
         if not selector:
-            return self._shape(resolved)
+            return self.shape(resolved)
         option = resolved.setdefault(selector, _default(self.rule.dataclass_, selector))
         branch = self.branches.get(option, {})
         resolved.update({key: draw(f"{self.name}.{option}.{key}", v) for key, v in branch.items()})
-        return self._shape(resolved)
+        return self.shape(resolved)
 
-    def _shape(self, flat: dict[str, Any]) -> dict[str, Any]:
+    def keys_of(self, option: Any) -> dict[str, tuple[str, Any]]:
+        """Each key that applies when the selector is `option`, but the selector: (where the
+        file sets it, its fixed value or Distribution)."""
+        shared = {key: (f"{self.name}.{key}", v) for key, v in self.values.items() if key != self.rule.selector}
+        own = {key: (f"{self.name}.{option}.{key}", v) for key, v in self.branches.get(option, {}).items()}
+        return {**shared, **own}
+
+    def shape(self, flat: dict[str, Any]) -> dict[str, Any]:
+        """The section's config from its flat keys: nested keys nested, model params in `params`."""
         flat = _nest(flat)
         if not self.rule.into_params:
             return flat
@@ -218,7 +231,7 @@ def _check_choices_only(section: SectionSpace) -> None:
 
 
 def _check_branches_reachable(section: SectionSpace) -> None:
-    offered = section._options()
+    offered = section.options()
     for option in section.branches:
         if option not in offered:
             raise UserError(
@@ -303,17 +316,21 @@ class Space:
 
 
 def section_rules() -> dict[str, SectionRule]:
-    from models import architecture_names
-    from training import config as trial
-
-    return {
-        "features": SectionRule(FeatureSetting, "kind", KINDS, choices_only=True),
-        "model": SectionRule(trial.ModelConfig, "arch", architecture_names(), into_params=True),
-        "optimizer": SectionRule(trial.OptimizerConfig, "name", typing.get_args(trial.OptimizerName)),
-        "schedule": SectionRule(trial.ScheduleConfig, "name", typing.get_args(trial.ScheduleName)),
-        "training": SectionRule(trial.TrainingConfig),
-        "augment": SectionRule(trial.AugmentConfig),
+    """One rule per section of a trial config (`CONFIG_SECTIONS`, each parsed into its field's
+    dataclass); the sections with a selector also say which key it is and the values it takes."""
+    classes = typing.get_type_hints(TrialConfig)
+    selected = {
+        "features": SectionRule(classes["features"], "kind", KINDS, choices_only=True),
+        "model": SectionRule(classes["model"], "arch", architecture_names(), into_params=True),
+        "optimizer": SectionRule(classes["optimizer"], "name", _literal_values(classes["optimizer"], "name")),
+        "schedule": SectionRule(classes["schedule"], "name", _literal_values(classes["schedule"], "name")),
     }
+    return {name: selected.get(name, SectionRule(classes[name])) for name in CONFIG_SECTIONS}
+
+
+def _literal_values(cls: type, key: str) -> tuple[str, ...]:
+    """The values a `Literal`-typed field accepts (OptimizerConfig.name: sgd, adam, ...)."""
+    return typing.get_args(typing.get_type_hints(cls)[key])
 
 
 def parse_space(raw: dict[str, Any], path: Path) -> Space:
@@ -344,16 +361,14 @@ def _check_combinations(section: SectionSpace) -> None:
     if section.rule.choices_only:
         return
     selector = section.rule.selector
-    for option in section._options():
-        named = {key: f"{section.name}.{key}" for key in section.values if key != selector}
-        named.update({key: f"{section.name}.{option}.{key}" for key in section.branches.get(option, {})})
-        values = {key: {**section.values, **section.branches.get(option, {})}[key] for key in named}
-        for combination in _combinations_to_check(values):
+    for option in section.options():
+        keys = section.keys_of(option)
+        for combination in _combinations_to_check({key: value for key, (_, value) in keys.items()}):
             flat = combination if not selector else {**combination, selector: option}
             try:
-                _validate(section.name, section.rule, section._shape(flat))
+                _validate(section.name, section.rule, section.shape(flat))
             except UserError as err:
-                raise UserError(f"{err}{_drawn_values(section, err, values, combination, named)}") from err
+                raise UserError(f"{err}{_drawn_values(section, err, keys, combination)}") from err
 
 
 def _combinations_to_check(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -388,14 +403,14 @@ def _distinct(values: list[Any]) -> list[Any]:
 
 
 def _drawn_values(
-    section: SectionSpace, err: UserError, values: dict[str, Any], combination: dict[str, Any], named: dict[str, str]
+    section: SectionSpace, err: UserError, keys: dict[str, tuple[str, Any]], combination: dict[str, Any]
 ) -> str:
     """`, when model.cnn2d.channels is 700 and model.cnn2d.growth is 2.0`: the values drawn from
     the file's distributions that the error mentions, so the user sees which mix of them fails."""
     prefix = f"{section.name}.params" if section.rule.into_params else section.name
     drawn = [
-        f"{named[key]} is {combination[key]!r}"
-        for key, value in values.items()
+        f"{where} is {combination[key]!r}"
+        for key, (where, value) in keys.items()
         if isinstance(value, Distribution) and re.search(rf"\b{re.escape(f'{prefix}.{key}')}\b", str(err))
     ]
     return f", when {' and '.join(drawn)}" if drawn else ""
@@ -404,13 +419,9 @@ def _drawn_values(
 def _validate(name: str, rule: SectionRule, values: dict[str, Any]) -> None:
     built = from_dict(rule.dataclass_, values, name)
     if rule.into_params:
-        from models.registry import parse_params
-
         parse_params(built.arch, built.params)
 
 
 def load_space(space: str | Path) -> Space:
-    from search.space_file import read_space_file, resolve_space_path
-
     path = resolve_space_path(space)
     return parse_space(read_space_file(path), path)

@@ -35,10 +35,3 @@ def read_space_file(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise UserError(f"{path}: expected a mapping of sections (features, model, ...), got {content!r}")
     return content
-
-
-def feature_settings_of_space(space: str | Path) -> list:
-    """Every feature setting (one store each) that a space file can select."""
-    from search.space import load_space
-
-    return load_space(space).feature_settings()
