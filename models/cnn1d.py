@@ -16,7 +16,6 @@ from models.params import (
     pool,
     require_at_least,
     require_dropout,
-    require_global_pool,
     require_widths,
     widths,
 )
@@ -43,7 +42,6 @@ class Cnn1dParams(ModelParams):
             require_at_least(self, key, 1)
         require_at_least(self, "growth", 0.1)
         require_dropout(self)
-        require_global_pool(self)
         require_widths(self, self.widths(), ("growth", "channels", "depth"))
 
     def widths(self) -> list[int]:

@@ -16,7 +16,6 @@ from models.params import (
     pool,
     require_at_least,
     require_dropout,
-    require_global_pool,
     require_widths,
     widths,
 )
@@ -52,7 +51,6 @@ class Cnn2dParams(ModelParams):
             require_at_least(self, "freq_pool_size", 1)
         require_at_least(self, "growth", 0.1)
         require_dropout(self)
-        require_global_pool(self)
         require_widths(self, self.widths(), ("growth", "channels", "depth"))
 
     @property

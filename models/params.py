@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from common.errors import UserError
+from common.typed import require
 
 WHERE = "model.params"
-GLOBAL_POOLS = ("avg", "max", "avgmax")
 # A layer wider than this is a typo or a runaway growth factor, not a model for GTZAN.
 MAX_CHANNELS = 4096
 
@@ -88,32 +87,13 @@ class ModelParams:
         raise NotImplementedError
 
 
-def bad_value(key: str, value: Any, why: str) -> UserError:
-    return UserError(f"{WHERE}.{key}: {value!r} {why}")
-
-
 def require_at_least(params: Any, key: str, minimum: int | float) -> None:
-    value = getattr(params, key)
-    if value < minimum:
-        raise bad_value(key, value, f"must be at least {minimum}")
+    require(getattr(params, key) >= minimum, f"{WHERE}.{key}", getattr(params, key), f"must be at least {minimum}")
 
 
-def require_dropout(params: Any, key: str = "dropout") -> None:
-    value = getattr(params, key)
-    if not 0.0 <= value < 1.0:
-        raise bad_value(key, value, "must be in [0, 1): it is the probability of zeroing a unit")
-
-
-def require_global_pool(params: Any, key: str = "global_pool") -> None:
-    value = getattr(params, key)
-    if value not in GLOBAL_POOLS:
-        raise bad_value(key, value, f"is not a global pooling (known: {', '.join(GLOBAL_POOLS)})")
-
-
-def require_odd(params: Any, key: str, why: str) -> None:
-    value = getattr(params, key)
-    if value % 2 == 0:
-        raise bad_value(key, value, f"must be odd {why}")
+def require_dropout(params: Any) -> None:
+    why = "must be in [0, 1): it is the probability of zeroing a unit"
+    require(0.0 <= params.dropout < 1.0, f"{WHERE}.dropout", params.dropout, why)
 
 
 def widths(channels: int, growth: float, depth: int) -> list[int]:
@@ -125,7 +105,6 @@ def require_widths(params: Any, layer_widths: Sequence[int], keys: Sequence[str]
     """Reject a channel schedule wider than `MAX_CHANNELS` instead of silently capping it; the
     message names `keys[0]` and suggests all of `keys`."""
     widest = max(layer_widths)
-    if widest > MAX_CHANNELS:
-        knobs = " or ".join(f"{WHERE}.{key}" for key in keys)
-        why = f"makes a layer {widest} channels wide (at most {MAX_CHANNELS}; lower {knobs})"
-        raise bad_value(keys[0], getattr(params, keys[0]), why)
+    knobs = " or ".join(f"{WHERE}.{key}" for key in keys)
+    why = f"makes a layer {widest} channels wide (at most {MAX_CHANNELS}; lower {knobs})"
+    require(widest <= MAX_CHANNELS, f"{WHERE}.{keys[0]}", getattr(params, keys[0]), why)

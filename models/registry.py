@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from common.errors import UserError
-from common.typed import from_dict
+from common.typed import from_dict, require
 from models.params import WHERE, ModelParams, min_input
 
 P = TypeVar("P", bound=ModelParams)
@@ -61,8 +61,8 @@ def parse_params(arch: str, params: dict[str, Any] | None) -> ModelParams:
 
 
 def _require_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
+    positive = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    require(positive, name, value, "must be a positive integer")
 
 
 def build_model(arch: str, params: dict[str, Any] | None, n_bins: int, n_classes: int) -> nn.Module:

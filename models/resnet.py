@@ -8,16 +8,16 @@ from typing import Literal
 
 from torch import nn
 
+from common.typed import require
 from models.blocks import AddChannel, ConvBlock2d, GlobalPool, ResidualBlock2d, classifier
 from models.params import (
+    WHERE,
     ModelParams,
     Reduction,
     conv,
     pool,
     require_at_least,
     require_dropout,
-    require_global_pool,
-    require_odd,
     require_widths,
     widths,
 )
@@ -44,10 +44,10 @@ class ResnetParams(ModelParams):
     def check(self) -> None:
         for key in ("depth", "channels", "kernel_size", "stride", "pool_size"):
             require_at_least(self, key, 1)
-        require_odd(self, "kernel_size", "so the residual and the skip keep the same size")
+        odd = "must be odd so the residual and the skip keep the same size"
+        require(self.kernel_size % 2 == 1, f"{WHERE}.kernel_size", self.kernel_size, odd)
         require_at_least(self, "growth", 0.1)
         require_dropout(self)
-        require_global_pool(self)
         require_widths(self, self.widths(), ("growth", "channels", "depth"))
 
     def widths(self) -> list[int]:

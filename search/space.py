@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common.errors import UserError
-from common.typed import from_dict
+from common.typed import from_dict, require
 from features.settings import KINDS, FeatureSetting
 from models import architecture_names
 from models.registry import parse_params
@@ -59,11 +59,10 @@ def parse_value(value: Any, where: str) -> Any:
     """A fixed value as it is, or a `Distribution` from a one-key mapping (checked)."""
     if not isinstance(value, dict):
         return value
-    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
-        raise UserError(f"{where}: a distribution is one of {{{', '.join(DISTRIBUTIONS)}: ...}}, got {value!r}")
+    one_of = f"is not a distribution (one key of {', '.join(DISTRIBUTIONS)})"
+    require(len(value) == 1 and next(iter(value)) in DISTRIBUTIONS, where, value, one_of)
     kind, args = next(iter(value.items()))
-    if not isinstance(args, list) or not args:
-        raise UserError(f"{where}: {kind} needs a non-empty list, got {args!r}")
+    require(isinstance(args, list) and len(args) > 0, where, args, f"must be a non-empty list for {kind}")
     if kind == "choice":
         return Distribution(kind, tuple(args))
     return Distribution(kind, _checked_range(kind, args, where))
@@ -72,14 +71,14 @@ def parse_value(value: Any, where: str) -> Any:
 def _checked_range(kind: str, args: list, where: str) -> tuple:
     sizes = (2, 3) if kind == "int" else (2,)
     number = int if kind == "int" else (int, float)
-    if len(args) not in sizes or not all(isinstance(a, number) and not isinstance(a, bool) for a in args):
-        shape = "[low, high] or [low, high, step] of integers" if kind == "int" else "[low, high]"
-        raise UserError(f"{where}: {kind} needs {shape}, got {args!r}")
+    shape = "[low, high] or [low, high, step] of integers" if kind == "int" else "[low, high]"
+    numbers = all(isinstance(a, number) and not isinstance(a, bool) for a in args)
+    require(len(args) in sizes and numbers, where, args, f"is not {shape} for {kind}")
     low, high = args[0], args[1]
     if low > high:
         raise UserError(f"{where}: low {low!r} is above high {high!r}")
-    if kind == "loguniform" and low <= 0:
-        raise UserError(f"{where}: loguniform needs low > 0, got {low!r}")
+    require(kind != "loguniform" or low > 0, where, low, "must be above 0 as loguniform's low end")
+    require(len(args) < 3 or args[2] >= 1, where, args[-1], "must be at least 1 as int's step")
     return tuple(args)
 
 
@@ -263,14 +262,13 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         for key in ("num_samples", "max_epochs", "grace_period", "keep_checkpoints"):
-            if getattr(self, key) < 1:
-                raise UserError(f"search.{key}: {getattr(self, key)!r} must be at least 1")
-        if self.grace_period > self.max_epochs:
-            raise UserError(f"search.grace_period: {self.grace_period} is above search.max_epochs {self.max_epochs}")
-        if self.reduction_factor < 2:
-            raise UserError(f"search.reduction_factor: {self.reduction_factor!r} must be at least 2")
-        if self.cpus_per_trial <= 0 or not 0 <= self.gpus_per_trial <= 1 or self.max_failures < 0:
-            raise UserError("search: cpus_per_trial must be > 0, gpus_per_trial in [0, 1], max_failures >= 0")
+            require(getattr(self, key) >= 1, f"search.{key}", getattr(self, key), "must be at least 1")
+        above = f"is above search.max_epochs {self.max_epochs}"
+        require(self.grace_period <= self.max_epochs, "search.grace_period", self.grace_period, above)
+        require(self.reduction_factor >= 2, "search.reduction_factor", self.reduction_factor, "must be at least 2")
+        require(self.cpus_per_trial > 0, "search.cpus_per_trial", self.cpus_per_trial, "must be above 0")
+        require(0 <= self.gpus_per_trial <= 1, "search.gpus_per_trial", self.gpus_per_trial, "must be in [0, 1]")
+        require(self.max_failures >= 0, "search.max_failures", self.max_failures, "must be zero or positive")
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,8 @@ def test_values_given_together_may_still_contradict_each_other() -> None:
         space.with_search(max_epochs=3, grace_period=5)
     with pytest.raises(UserError, match=r"yaml with --max-epochs 0: search\.max_epochs: 0 must be at least 1"):
         space.with_search(max_epochs=0)
+
+
+def test_an_int_step_below_one_is_refused_before_any_trial() -> None:
+    with pytest.raises(UserError, match=r"model\.cnn2d\.depth: 0 must be at least 1 as int's step"):
+        parse_space(model_space("cnn2d", {"depth": {"int": [2, 4, 0]}}), SPACE)
