@@ -18,6 +18,7 @@ reaches 42-56% after 5 short epochs and 60-70% with more training, never near 10
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import math
@@ -46,6 +47,12 @@ SR = SAMPLE_RATE
 # The real fault-filtered split holds 353 / 150 / 227 of 730 clips: we keep its proportions.
 SPLIT_FRACTIONS = {"train": 353 / 730, "valid": 150 / 730, "test": 227 / 730}
 MARKER = "SYNTHETIC.json"
+PARTIAL_MARK = ".partial-"  # `.<out>.partial-<pid>-<random>`: the folder a set is written into
+PCM_BYTES = 2  # 16-bit samples
+WAV_HEADER_BYTES = 44
+FS_BLOCK_BYTES = 4096  # a file takes whole blocks of the filesystem
+SMALL_FILES_BYTES = 64 * 1024  # split lists, marker and folders
+LIBSNDFILE_SYSTEM_ERROR = 2  # SFE_SYSTEM: a failed read or write call, its errno not passed on
 GENERATOR = {"generator": "genre-search synthetic", "version": 1}
 # Mixed into the split shuffle's seed so it never coincides with a clip's [seed, genre, index].
 _SPLIT_STREAM = 0x5111
@@ -840,6 +847,80 @@ def _check_out(out: Path) -> None:
         raise UserError(f"{out} already exists and is not an empty folder: choose a new --out or remove it")
 
 
+def _clip_bytes(seconds: float) -> int:
+    """One clip on disk: its 16-bit samples and header, rounded up to whole filesystem blocks."""
+    size = round(seconds * SR) * PCM_BYTES + WAV_HEADER_BYTES
+    return -(-size // FS_BLOCK_BYTES) * FS_BLOCK_BYTES
+
+
+def bytes_needed(clips_per_genre: int, seconds: float) -> int:
+    """Disk space the set takes: every clip, plus the split lists and marker."""
+    return len(GENRES) * clips_per_genre * _clip_bytes(seconds) + SMALL_FILES_BYTES
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+def _check_space(out: Path, needed: int) -> int:
+    """The free bytes beside `out`; too few for the set is a `UserError` before any clip is made."""
+    free = shutil.disk_usage(out.parent).free
+    if free < needed:
+        raise UserError(
+            f"not enough disk space for the synthetic set {out}: it needs {_megabytes(needed)}, {_megabytes(free)} free"
+        )
+    return free
+
+
+def _is_disk_full(error: BaseException, folder: Path, clip_bytes: int) -> bool:
+    """Whether writing failed because the disk filled up. libsndfile reports a failed write as a
+    bare "System error" (its errno is not passed on), so that one counts when the disk has no room
+    left for another clip."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(error, sf.LibsndfileError) and error.code == LIBSNDFILE_SYSTEM_ERROR:
+        return shutil.disk_usage(folder).free < clip_bytes
+    return False
+
+
+def _partial_folder(out: Path) -> Path:
+    """Where `out` is written until complete; named after this process, so a later run can tell a
+    dead generation's leftovers from a live one's."""
+    return out.parent / f".{out.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Delete the partial folders of `out` whose generation died (killed, machine restarted)."""
+    prefix = f".{out.name}{PARTIAL_MARK}"
+    for partial in out.parent.iterdir() if out.parent.is_dir() else ():
+        pid = partial.name.removeprefix(prefix).split("-")[0]
+        if partial.name.startswith(prefix) and not (pid.isdigit() and _process_alive(int(pid))):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _write_set(folder: Path, clips_per_genre: int, seconds: float, seed: int, workers: int | None) -> None:
+    """Every clip, the split lists and the marker, into `folder`."""
+    for genre in GENRES:
+        (folder / genre).mkdir()
+    jobs = [(str(folder), seed, g, i, seconds) for g in range(len(GENRES)) for i in range(clips_per_genre)]
+    _run_jobs(jobs, min(workers or os.cpu_count() or 1, len(jobs)))
+    for split, names in assign_splits(clips_per_genre, seed).items():
+        (folder / f"{split}_filtered.txt").write_text("".join(name + "\n" for name in names))
+    marker = GENERATOR | {"seed": seed, "clips_per_genre": clips_per_genre, "seconds": seconds}
+    marker |= {"sample_rate": SR, "genres": list(GENRES)}
+    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
 def generate_dataset(
     out: Path,
     clips_per_genre: int = DEFAULT_CLIPS_PER_GENRE,
@@ -850,31 +931,33 @@ def generate_dataset(
     """Write the synthetic set into `out` in GTZAN's layout, with split lists and `SYNTHETIC.json`.
 
     Everything is written into a hidden sibling folder that is renamed to `out` only when complete,
-    so an interrupted run never leaves a folder that looks finished. The output is byte-identical for
-    a given seed, whatever the number of workers.
+    so an interrupted run never leaves a folder that looks finished (and the next run removes what
+    it left). Too little disk space is a `UserError`, up front or when the disk fills up meanwhile.
+    The output is byte-identical for a given seed, whatever the number of workers.
     """
     out = Path(out).expanduser()
     _check_arguments(clips_per_genre, seconds, seed, workers)
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir()
+    remove_stale_partials(out)
+    needed = bytes_needed(clips_per_genre, seconds)
+    free = _check_space(out, needed)
+    partial = _partial_folder(out)
     try:
-        for genre in GENRES:
-            (partial / genre).mkdir()
-        jobs = [(str(partial), seed, g, i, seconds) for g in range(len(GENRES)) for i in range(clips_per_genre)]
-        _run_jobs(jobs, min(workers or os.cpu_count() or 1, len(jobs)))
-        for split, names in assign_splits(clips_per_genre, seed).items():
-            (partial / f"{split}_filtered.txt").write_text("".join(name + "\n" for name in names))
-        marker = GENERATOR | {"seed": seed, "clips_per_genre": clips_per_genre, "seconds": seconds}
-        marker |= {"sample_rate": SR, "genres": list(GENRES)}
-        (partial / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        partial.mkdir()
+        _write_set(partial, clips_per_genre, seconds, seed, workers)
         _check_out(out)  # someone may have written there meanwhile
         if out.exists():
             out.rmdir()
         partial.rename(out)
-    except BaseException:
+    except BaseException as error:
+        disk_full = _is_disk_full(error, partial, _clip_bytes(seconds))
         shutil.rmtree(partial, ignore_errors=True)
+        if disk_full:
+            raise UserError(
+                f"the disk filled up while writing the synthetic set {out}: it needs {_megabytes(needed)} "
+                f"({_megabytes(free)} were free at the start); the partial set was removed"
+            ) from error
         raise
     return out
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +149,72 @@ def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(synth, "_write_clip", fail)
     with pytest.raises(KeyboardInterrupt):
         synth.generate_dataset(tmp_path / "data", clips_per_genre=1, seconds=0.5, workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+_real_disk_usage = shutil.disk_usage  # the tests below replace it
+
+
+def _disk(free: int):
+    """What `shutil.disk_usage` says about a disk with `free` bytes left."""
+    return _real_disk_usage(".")._replace(free=free)
+
+
+def test_too_little_disk_space_is_one_line_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    needed = synth.bytes_needed(2, 30.0)
+    assert needed > 8 * 2 * 30 * 22050 * 2  # every sample of every clip, at least
+    monkeypatch.setattr(synth.shutil, "disk_usage", lambda path: _disk(needed - 1))
+    out = tmp_path / "data"
+    with pytest.raises(UserError) as error:
+        synth.generate_dataset(out, clips_per_genre=2, seconds=30.0, workers=1)
+    message = str(error.value)
+    assert message.startswith(f"not enough disk space for the synthetic set {out}: it needs ")
+    assert f"{needed / 1e6:.1f} MB" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def _fail_after_first_clip(monkeypatch: pytest.MonkeyPatch, error: Exception, free_then: int) -> None:
+    """Writing a clip raises `error` after the first one, and the disk then has `free_then` bytes."""
+    write = soundfile.write
+    written: list[str] = []
+    monkeypatch.setattr(synth.shutil, "disk_usage", lambda path: _disk(10**9 if not written else free_then))
+
+    def write_until_full(path, *args, **kwargs):
+        if written:
+            raise error
+        written.append(str(path))
+        write(path, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "write", write_until_full)
+
+
+def _assert_disk_full_error(error: UserError, out: Path) -> None:
+    message = str(error)
+    assert message.startswith(f"the disk filled up while writing the synthetic set {out}: it needs ")
+    assert "partial set was removed" in message and "\n" not in message
+    assert list(out.parent.iterdir()) == []
+
+
+def test_disk_filling_up_while_writing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _fail_after_first_clip(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), free_then=0)
+    out = tmp_path / "data"
+    with pytest.raises(UserError) as error:
+        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+    _assert_disk_full_error(error.value, out)
+
+
+def test_libsndfile_system_error_is_a_full_disk_only_without_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """libsndfile says only "System error" when the disk is full: that is reported as a full disk
+    when no room is left, and passed on as it is otherwise."""
+    system_error = soundfile.LibsndfileError(2, "Error writing: ")
+    _fail_after_first_clip(monkeypatch, system_error, free_then=0)
+    out = tmp_path / "data"
+    with pytest.raises(UserError) as error:
+        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+    _assert_disk_full_error(error.value, out)
+    _fail_after_first_clip(monkeypatch, system_error, free_then=10**9)
+    with pytest.raises(soundfile.LibsndfileError):
+        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
