@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
+import queue
 import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,8 @@ import pytest
 import soundfile
 
 from common.errors import USER_ERROR_EXIT_CODE, UserError
-from features import synth
+from features import locate, synth
+from features.dataset import load_dataset
 
 CLIPS = 3  # the smallest count with every split non-empty
 SECONDS = 2.0
@@ -72,8 +78,6 @@ def test_split_lists_cover_every_clip_once(dataset: Path):
 
 
 def test_loads_as_a_dataset(dataset: Path):
-    from features.dataset import load_dataset
-
     loaded = load_dataset(dataset)
     assert loaded.synthetic and loaded.classes == tuple(sorted(synth.GENRES)) and not loaded.missing
 
@@ -242,3 +246,91 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture):
         synth.main(["--out", str(out)])  # not empty now
     assert exit_info.value.code == USER_ERROR_EXIT_CODE
     assert capsys.readouterr().err.startswith("error: ")
+
+
+# A first run on the default data, with a tiny default set: it logs each generation it starts and
+# holds it until the test creates the file `go`, so a second run surely arrives meanwhile.
+FIRST_RUN = """
+import sys, time
+from pathlib import Path
+from features import locate, synth
+
+log, go = Path(sys.argv[1]), Path(sys.argv[2])
+synth.DEFAULT_CLIPS_PER_GENRE, synth.DEFAULT_SECONDS = 3, 0.5
+generate = synth.generate_dataset
+
+def held_generation(out):
+    with log.open("a") as file:
+        file.write("generation\\n")
+    while not go.exists():
+        time.sleep(0.05)
+    return generate(out, clips_per_genre=3, seconds=0.5, workers=1)
+
+synth.generate_dataset = held_generation
+print("root", locate.synthetic_default())
+"""
+
+
+class _Run:
+    """A first run in its own process, its output lines read by a thread so waits can time out."""
+
+    def __init__(self, tmp_path: Path, name: str):
+        env = os.environ | {"GENRE_SEARCH_CACHE": str(tmp_path / "cache")}
+        args = [sys.executable, "-u", "-c", FIRST_RUN, str(tmp_path / "generations.log"), str(tmp_path / "go")]
+        errors = (tmp_path / f"{name}.stderr").open("w")
+        repo = Path(__file__).resolve().parents[1]
+        self.process = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if text in line:
+                return line.strip()
+
+
+@pytest.fixture
+def runs(tmp_path: Path):
+    """Start first runs with `runs(name)`; any still running when the test ends is killed."""
+    started: list[_Run] = []
+    yield lambda name: started.append(_Run(tmp_path, name)) or started[-1]
+    for run in started:
+        run.process.kill()
+        run.process.wait()
+
+
+def test_two_first_runs_at_once_generate_the_default_set_once(tmp_path: Path, runs):
+    first = runs("first")
+    first.wait_for("generating the built-in synthetic set once into")
+    second = runs("second")
+    waiting = f"another run is generating the built-in synthetic set into {tmp_path / 'cache'}"
+    assert second.wait_for("synthetic set").startswith(waiting)
+    (tmp_path / "go").touch()
+    roots = [run.wait_for("root ") for run in (first, second)]
+    assert [run.process.wait(timeout=60) for run in (first, second)] == [0, 0]
+    assert roots[0] == roots[1] and (tmp_path / "generations.log").read_text() == "generation\n"
+    root = Path(roots[0].removeprefix("root "))
+    assert load_dataset(root).synthetic
+    fresh = synth.generate_dataset(tmp_path / "fresh", clips_per_genre=3, seconds=0.5, workers=1)
+    assert _files(root) == _files(fresh)
+    assert not [p for p in root.parent.iterdir() if "partial" in p.name]
+
+
+def test_a_killed_generations_partial_folder_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GENRE_SEARCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_GENRE", 1)
+    monkeypatch.setattr(synth, "DEFAULT_SECONDS", 0.5)
+    monkeypatch.setattr(
+        synth, "generate_dataset", functools.partial(synth.generate_dataset, clips_per_genre=1, seconds=0.5, workers=1)
+    )
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    name = "synthetic-seed0-1x0.5s"
+    killed = tmp_path / f".{name}.partial-{ended.stdout.strip()}-0badc0de"  # its process has ended
+    older = tmp_path / f".{name}.partial-1a2b3c4d"  # named as earlier versions named them
+    running = tmp_path / f".{name}.partial-{os.getpid()}-feedbeef"  # a generation still going on
+    for partial in (killed, older, running):
+        (partial / "jazz").mkdir(parents=True)
+        (partial / "jazz/jazz.00000.wav").write_bytes(b"RIFF")
+    assert locate.synthetic_default() == tmp_path / name
+    assert not killed.exists() and not older.exists() and running.exists()
