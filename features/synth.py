@@ -63,7 +63,7 @@ Range = tuple[float, float]
 # --- ingredients: instruments ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Timbre:
     """An additive instrument: the harmonic recipe and envelope that make a piano sound unlike a pad."""
 
@@ -88,27 +88,61 @@ def _odd(count: int) -> tuple[float, ...]:
     return tuple((1.0 / k if k % 2 else 0.0) for k in range(1, count + 1))
 
 
-# Positional fields: partials, attack, decay, floor, release, bright_decay.
+# Fields left out keep Timbre's defaults: a sustained note (no decay), no vibrato, no chorus.
 TIMBRES = {
-    "piano": Timbre((1, 0.5, 0.35, 0.2, 0.12, 0.08, 0.05, 0.03), 0.004, 0.7, 0.0, 0.1, 1.2, inharmonic=3e-4),
-    "epiano": Timbre((1, 0.25, 0.04, 0.0, 0.0, 0.0, 0.08), 0.004, 1.1, 0.0, 0.1, 0.8),
-    "organ": Timbre((1, 0.8, 0.6, 0.5, 0.0, 0.4, 0.0, 0.3), 0.01, release=0.05, vibrato=0.04),
-    "strings": Timbre(_saw(12), 0.25, 1e9, 1.0, 0.3, vibrato=0.12, detune=9),
-    "pad": Timbre(_saw(6, 1.6), 0.35, 1e9, 1.0, 0.5, detune=14),
-    "guitar": Timbre((1, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05), 0.003, 0.5, 0.0, 0.05, 2.0, inharmonic=1e-4),
-    "banjo": Timbre((1, 0.8, 0.7, 0.5, 0.45, 0.3, 0.25, 0.2, 0.15, 0.1), 0.002, 0.18, 0.0, 0.03, 3.0),
-    "dist_guitar": Timbre(_saw(14, 0.8), 0.005, 1.5, 0.6, 0.05, 0.3),
-    "brass": Timbre(_saw(10, 0.8), 0.06, 0.3, 0.8, 0.08, vibrato=0.08),
-    "reed": Timbre((1, 0.2, 0.6, 0.15, 0.4, 0.1, 0.25, 0.08), 0.04, 0.5, 0.85, 0.06, vibrato=0.15),
-    "flute": Timbre((1, 0.25, 0.08, 0.03), 0.07, 1e9, 1.0, 0.08, vibrato=0.1),
-    "fiddle": Timbre(_saw(12), 0.05, 1e9, 1.0, 0.08, vibrato=0.25),
-    "synth": Timbre(_odd(11), 0.01, 0.2, 0.7, 0.08),
-    "voice": Timbre((1, 0.6, 0.9, 0.4, 0.2, 0.3, 0.1, 0.05), 0.05, 1e9, 1.0, 0.1, vibrato=0.2),
-    "bass_electric": Timbre((1, 0.5, 0.25, 0.12, 0.06), 0.005, 0.5, 0.3, 0.04, 0.8),
-    "bass_upright": Timbre((1, 0.35, 0.15, 0.05), 0.02, 0.35, 0.1, 0.05),
-    "bass_synth": Timbre(_saw(8), 0.005, 0.3, 0.7, 0.03),
-    "bass_808": Timbre((1, 0.12), 0.005, 0.9, 0.35, 0.08),
-    "cello": Timbre(_saw(10, 1.2), 0.15, 1e9, 1.0, 0.2, vibrato=0.1, detune=6),
+    "piano": Timbre(
+        partials=(1, 0.5, 0.35, 0.2, 0.12, 0.08, 0.05, 0.03),
+        attack=0.004,
+        decay=0.7,
+        floor=0.0,
+        release=0.1,
+        bright_decay=1.2,
+        inharmonic=3e-4,
+    ),
+    "epiano": Timbre(
+        partials=(1, 0.25, 0.04, 0.0, 0.0, 0.0, 0.08), attack=0.004, decay=1.1, floor=0.0, release=0.1, bright_decay=0.8
+    ),
+    "organ": Timbre(partials=(1, 0.8, 0.6, 0.5, 0.0, 0.4, 0.0, 0.3), attack=0.01, release=0.05, vibrato=0.04),
+    "strings": Timbre(partials=_saw(12), attack=0.25, release=0.3, vibrato=0.12, detune=9),
+    "pad": Timbre(partials=_saw(6, 1.6), attack=0.35, release=0.5, detune=14),
+    "guitar": Timbre(
+        partials=(1, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05),
+        attack=0.003,
+        decay=0.5,
+        floor=0.0,
+        release=0.05,
+        bright_decay=2.0,
+        inharmonic=1e-4,
+    ),
+    "banjo": Timbre(
+        partials=(1, 0.8, 0.7, 0.5, 0.45, 0.3, 0.25, 0.2, 0.15, 0.1),
+        attack=0.002,
+        decay=0.18,
+        floor=0.0,
+        release=0.03,
+        bright_decay=3.0,
+    ),
+    "dist_guitar": Timbre(partials=_saw(14, 0.8), attack=0.005, decay=1.5, floor=0.6, release=0.05, bright_decay=0.3),
+    "brass": Timbre(partials=_saw(10, 0.8), attack=0.06, decay=0.3, floor=0.8, release=0.08, vibrato=0.08),
+    "reed": Timbre(
+        partials=(1, 0.2, 0.6, 0.15, 0.4, 0.1, 0.25, 0.08),
+        attack=0.04,
+        decay=0.5,
+        floor=0.85,
+        release=0.06,
+        vibrato=0.15,
+    ),
+    "flute": Timbre(partials=(1, 0.25, 0.08, 0.03), attack=0.07, release=0.08, vibrato=0.1),
+    "fiddle": Timbre(partials=_saw(12), attack=0.05, release=0.08, vibrato=0.25),
+    "synth": Timbre(partials=_odd(11), attack=0.01, decay=0.2, floor=0.7, release=0.08),
+    "voice": Timbre(partials=(1, 0.6, 0.9, 0.4, 0.2, 0.3, 0.1, 0.05), attack=0.05, release=0.1, vibrato=0.2),
+    "bass_electric": Timbre(
+        partials=(1, 0.5, 0.25, 0.12, 0.06), attack=0.005, decay=0.5, floor=0.3, release=0.04, bright_decay=0.8
+    ),
+    "bass_upright": Timbre(partials=(1, 0.35, 0.15, 0.05), attack=0.02, decay=0.35, floor=0.1, release=0.05),
+    "bass_synth": Timbre(partials=_saw(8), attack=0.005, decay=0.3, floor=0.7, release=0.03),
+    "bass_808": Timbre(partials=(1, 0.12), attack=0.005, decay=0.9, floor=0.35, release=0.08),
+    "cello": Timbre(partials=_saw(10, 1.2), attack=0.15, release=0.2, vibrato=0.1, detune=6),
 }
 MAX_NOTE_SECONDS = 10.0
 
