@@ -923,7 +923,7 @@ def _partial_folder(out: Path) -> Path:
     return out.parent / f".{out.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def remove_stale_partials(out: Path) -> None:
+def _remove_stale_partials(out: Path) -> None:
     """Delete the partial folders of `out` whose generation died (killed, machine restarted)."""
     prefix = f".{out.name}{PARTIAL_MARK}"
     for partial in out.parent.iterdir() if out.parent.is_dir() else ():
@@ -973,7 +973,7 @@ def generate_dataset(
     _check_arguments(clips_per_genre, seconds, seed, workers)
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out)
+    _remove_stale_partials(out)
     needed = bytes_needed(clips_per_genre, seconds)
     free = _check_space(out, needed)
     partial = _partial_folder(out)
