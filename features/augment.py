@@ -19,7 +19,7 @@ import librosa
 import numpy as np
 import scipy.fft
 
-from common.errors import UserError
+from common.typed import require
 
 # Effects in the order they are applied: pitch and tempo first (one phase vocoder for both), then
 # the spectral balance and level, and the noise last, so its SNR is relative to the finished copy.
@@ -78,19 +78,19 @@ class AudioAugment:
 
 def _check_augment(augment: AudioAugment) -> None:
     where = "features.audio_augment"
-    if not isinstance(augment.copies, int) or not 0 <= augment.copies <= 32:
-        raise UserError(f"{where}.copies: {augment.copies!r} must be an integer from 0 to 32")
+    copies_ok = isinstance(augment.copies, int) and 0 <= augment.copies <= 32
+    require(copies_ok, f"{where}.copies", augment.copies, "must be an integer from 0 to 32")
     for name, (lowest, highest) in EFFECT_LIMITS.items():
         bounds = getattr(augment, name)
         if bounds is None:
             continue
-        if len(bounds) != 2 or not all(math.isfinite(b) for b in bounds) or bounds[0] > bounds[1]:
-            raise UserError(f"{where}.{name}: {list(bounds)!r} must be a range [low, high] with low <= high")
-        if bounds[0] < lowest or bounds[1] > highest:
-            raise UserError(f"{where}.{name}: {list(bounds)!r} must lie within [{lowest}, {highest}]")
-    if augment.copies and not augment.effects:
-        effects = ", ".join(EFFECTS)
-        raise UserError(f"{where}.copies: {augment.copies} copies need at least one effect range ({effects})")
+        is_range = len(bounds) == 2 and all(math.isfinite(b) for b in bounds) and bounds[0] <= bounds[1]
+        require(is_range, f"{where}.{name}", list(bounds), "must be a range [low, high] with low <= high")
+        inside = lowest <= bounds[0] and bounds[1] <= highest
+        require(inside, f"{where}.{name}", list(bounds), f"must lie within [{lowest}, {highest}]")
+    has_effect = not augment.copies or bool(augment.effects)
+    why = f"copies need at least one effect range ({', '.join(EFFECTS)})"
+    require(has_effect, f"{where}.copies", augment.copies, why)
 
 
 def apply_effects(audio: np.ndarray, sample_rate: int, params: dict[str, Any]) -> np.ndarray:

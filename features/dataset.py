@@ -120,11 +120,31 @@ def _read_split_list(path: Path) -> list[str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split("/")
-        if len(parts) != 2 or not all(parts):
-            raise UserError(f"{path}:{number}: expected 'genre/file.wav', got {line!r}")
+        problem = _listed_name_problem(line)
+        if problem:
+            raise UserError(f"{path}:{number}: {line!r} {problem} (expected 'genre/file.wav' under the data root)")
         names.append(line)
     return names
+
+
+def _listed_name_problem(name: str) -> str | None:
+    """Why a listed name, as written, is not a clip inside the data root (None if it is).
+
+    The name is checked as written, not resolved: `..` would read from outside the root and make a
+    class `..` that shifts every label. `.` parts are refused too rather than normalised: the name
+    is the clip's id in every store, and its first part is its class. Symlinks placed inside the
+    root are the user's choice and are followed.
+    """
+    if name.startswith(("/", "\\")):
+        return "is an absolute path"
+    parts = name.split("/")
+    if ".." in parts:
+        return "has a '..' part, which leaves the data root"
+    if "." in parts:
+        return "has a '.' part"
+    if len(parts) != 2 or not all(parts):
+        return "is not a genre folder and a file name"
+    return None
 
 
 def _resolve_audio(path: Path) -> Path | None:

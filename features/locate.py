@@ -7,6 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 
@@ -31,15 +32,37 @@ def resolve_data_root(data: str | Path | None) -> Path:
 
 
 def synthetic_default() -> Path:
+    """The built-in synthetic set in the cache folder, generated on first use.
+
+    Two first runs at once generate it once: the second waits on a lock beside the set while the
+    first generates, then uses the finished set. A generation that was killed leaves nothing that
+    counts (the set appears only when complete), and the next one removes its partial folder.
+    """
     from features import synth  # the generator is only needed when nothing else is there
 
     root = cache_dir() / f"synthetic-seed0-{synth.DEFAULT_CLIPS_PER_GENRE}x{synth.DEFAULT_SECONDS:g}s"
-    if root.is_dir():
-        tqdm.write(f"no --data, $GTZAN_DIR or ~/gtzan: using the built-in synthetic set at {root}")
-    else:
-        tqdm.write(f"no --data, $GTZAN_DIR or ~/gtzan: generating the built-in synthetic set once into {root}")
-        synth.generate_dataset(root)
+    if not root.is_dir():
+        lock = _acquire_lock(root)
+        try:
+            if not root.is_dir():  # not finished by the run we waited for (none, or it failed)
+                tqdm.write(f"no --data, $GTZAN_DIR or ~/gtzan: generating the built-in synthetic set once into {root}")
+                return synth.generate_dataset(root)
+        finally:
+            lock.release()
+    tqdm.write(f"no --data, $GTZAN_DIR or ~/gtzan: using the built-in synthetic set at {root}")
     return root
+
+
+def _acquire_lock(root: Path) -> FileLock:
+    """The lock beside `root` that one generation of it holds, waited for if another run has it."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root.with_name(f"{root.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        tqdm.write(f"another run is generating the built-in synthetic set into {root}: waiting for it")
+        lock.acquire()
+    return lock
 
 
 def default_stores_dir(data_root: Path) -> Path:

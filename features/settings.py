@@ -6,8 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import UserError
-from common.typed import from_dict
+from common.typed import from_dict, require
 from features.augment import AudioAugment
 
 KINDS = ("mel", "mfcc", "chroma")
@@ -69,19 +68,14 @@ class FeatureSetting:
 
 
 def _check_setting(s: FeatureSetting) -> None:
-    def bad(key: str, why: str) -> UserError:
-        return UserError(f"features.{key}: {getattr(s, key)!r} {why}")
-
-    if s.kind not in KINDS:
-        raise bad("kind", f"is not supported (supported: {', '.join(KINDS)})")
-    if s.sample_rate not in SAMPLE_RATES:
-        raise bad("sample_rate", f"is not supported (supported: {SAMPLE_RATES})")
-    if not 64 <= s.n_fft <= 16384:
-        raise bad("n_fft", "must be between 64 and 16384 samples")
-    if not 1 <= s.hop_length <= s.n_fft:
-        raise bad("hop_length", f"must be between 1 and n_fft ({s.n_fft})")
-    if not 1 <= s.n_bins <= s.n_fft // 2 + 1:
-        raise bad("n_bins", f"must be between 1 and n_fft/2+1 ({s.n_fft // 2 + 1})")
+    require(s.kind in KINDS, "features.kind", s.kind, f"is not supported (supported: {', '.join(KINDS)})")
+    rate_ok = s.sample_rate in SAMPLE_RATES
+    require(rate_ok, "features.sample_rate", s.sample_rate, f"is not supported (supported: {SAMPLE_RATES})")
+    require(64 <= s.n_fft <= 16384, "features.n_fft", s.n_fft, "must be between 64 and 16384 samples")
+    hop_ok = 1 <= s.hop_length <= s.n_fft
+    require(hop_ok, "features.hop_length", s.hop_length, f"must be between 1 and n_fft ({s.n_fft})")
+    most_bins = s.n_fft // 2 + 1
+    require(1 <= s.n_bins <= most_bins, "features.n_bins", s.n_bins, f"must be between 1 and n_fft/2+1 ({most_bins})")
     allowed = MEL_COMPRESSIONS if s.kind == "mel" else ("none",)
-    if s.compression not in allowed:
-        raise bad("compression", f"is not supported for kind {s.kind} (supported: {allowed})")
+    why = f"is not supported for kind {s.kind} (supported: {allowed})"
+    require(s.compression in allowed, "features.compression", s.compression, why)

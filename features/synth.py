@@ -18,6 +18,7 @@ reaches 42-56% after 5 short epochs and 60-70% with more training, never near 10
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import math
@@ -46,6 +47,12 @@ SR = SAMPLE_RATE
 # The real fault-filtered split holds 353 / 150 / 227 of 730 clips: we keep its proportions.
 SPLIT_FRACTIONS = {"train": 353 / 730, "valid": 150 / 730, "test": 227 / 730}
 MARKER = "SYNTHETIC.json"
+PARTIAL_MARK = ".partial-"  # `.<out>.partial-<pid>-<random>`: the folder a set is written into
+PCM_BYTES = 2  # 16-bit samples
+WAV_HEADER_BYTES = 44
+FS_BLOCK_BYTES = 4096  # a file takes whole blocks of the filesystem
+SMALL_FILES_BYTES = 64 * 1024  # split lists, marker and folders
+LIBSNDFILE_SYSTEM_ERROR = 2  # SFE_SYSTEM: a failed read or write call, its errno not passed on
 GENERATOR = {"generator": "genre-search synthetic", "version": 1}
 # Mixed into the split shuffle's seed so it never coincides with a clip's [seed, genre, index].
 _SPLIT_STREAM = 0x5111
@@ -56,7 +63,7 @@ Range = tuple[float, float]
 # --- ingredients: instruments ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Timbre:
     """An additive instrument: the harmonic recipe and envelope that make a piano sound unlike a pad."""
 
@@ -81,27 +88,61 @@ def _odd(count: int) -> tuple[float, ...]:
     return tuple((1.0 / k if k % 2 else 0.0) for k in range(1, count + 1))
 
 
-# Positional fields: partials, attack, decay, floor, release, bright_decay.
+# Fields left out keep Timbre's defaults: a sustained note (no decay), no vibrato, no chorus.
 TIMBRES = {
-    "piano": Timbre((1, 0.5, 0.35, 0.2, 0.12, 0.08, 0.05, 0.03), 0.004, 0.7, 0.0, 0.1, 1.2, inharmonic=3e-4),
-    "epiano": Timbre((1, 0.25, 0.04, 0.0, 0.0, 0.0, 0.08), 0.004, 1.1, 0.0, 0.1, 0.8),
-    "organ": Timbre((1, 0.8, 0.6, 0.5, 0.0, 0.4, 0.0, 0.3), 0.01, release=0.05, vibrato=0.04),
-    "strings": Timbre(_saw(12), 0.25, 1e9, 1.0, 0.3, vibrato=0.12, detune=9),
-    "pad": Timbre(_saw(6, 1.6), 0.35, 1e9, 1.0, 0.5, detune=14),
-    "guitar": Timbre((1, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05), 0.003, 0.5, 0.0, 0.05, 2.0, inharmonic=1e-4),
-    "banjo": Timbre((1, 0.8, 0.7, 0.5, 0.45, 0.3, 0.25, 0.2, 0.15, 0.1), 0.002, 0.18, 0.0, 0.03, 3.0),
-    "dist_guitar": Timbre(_saw(14, 0.8), 0.005, 1.5, 0.6, 0.05, 0.3),
-    "brass": Timbre(_saw(10, 0.8), 0.06, 0.3, 0.8, 0.08, vibrato=0.08),
-    "reed": Timbre((1, 0.2, 0.6, 0.15, 0.4, 0.1, 0.25, 0.08), 0.04, 0.5, 0.85, 0.06, vibrato=0.15),
-    "flute": Timbre((1, 0.25, 0.08, 0.03), 0.07, 1e9, 1.0, 0.08, vibrato=0.1),
-    "fiddle": Timbre(_saw(12), 0.05, 1e9, 1.0, 0.08, vibrato=0.25),
-    "synth": Timbre(_odd(11), 0.01, 0.2, 0.7, 0.08),
-    "voice": Timbre((1, 0.6, 0.9, 0.4, 0.2, 0.3, 0.1, 0.05), 0.05, 1e9, 1.0, 0.1, vibrato=0.2),
-    "bass_electric": Timbre((1, 0.5, 0.25, 0.12, 0.06), 0.005, 0.5, 0.3, 0.04, 0.8),
-    "bass_upright": Timbre((1, 0.35, 0.15, 0.05), 0.02, 0.35, 0.1, 0.05),
-    "bass_synth": Timbre(_saw(8), 0.005, 0.3, 0.7, 0.03),
-    "bass_808": Timbre((1, 0.12), 0.005, 0.9, 0.35, 0.08),
-    "cello": Timbre(_saw(10, 1.2), 0.15, 1e9, 1.0, 0.2, vibrato=0.1, detune=6),
+    "piano": Timbre(
+        partials=(1, 0.5, 0.35, 0.2, 0.12, 0.08, 0.05, 0.03),
+        attack=0.004,
+        decay=0.7,
+        floor=0.0,
+        release=0.1,
+        bright_decay=1.2,
+        inharmonic=3e-4,
+    ),
+    "epiano": Timbre(
+        partials=(1, 0.25, 0.04, 0.0, 0.0, 0.0, 0.08), attack=0.004, decay=1.1, floor=0.0, release=0.1, bright_decay=0.8
+    ),
+    "organ": Timbre(partials=(1, 0.8, 0.6, 0.5, 0.0, 0.4, 0.0, 0.3), attack=0.01, release=0.05, vibrato=0.04),
+    "strings": Timbre(partials=_saw(12), attack=0.25, release=0.3, vibrato=0.12, detune=9),
+    "pad": Timbre(partials=_saw(6, 1.6), attack=0.35, release=0.5, detune=14),
+    "guitar": Timbre(
+        partials=(1, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05),
+        attack=0.003,
+        decay=0.5,
+        floor=0.0,
+        release=0.05,
+        bright_decay=2.0,
+        inharmonic=1e-4,
+    ),
+    "banjo": Timbre(
+        partials=(1, 0.8, 0.7, 0.5, 0.45, 0.3, 0.25, 0.2, 0.15, 0.1),
+        attack=0.002,
+        decay=0.18,
+        floor=0.0,
+        release=0.03,
+        bright_decay=3.0,
+    ),
+    "dist_guitar": Timbre(partials=_saw(14, 0.8), attack=0.005, decay=1.5, floor=0.6, release=0.05, bright_decay=0.3),
+    "brass": Timbre(partials=_saw(10, 0.8), attack=0.06, decay=0.3, floor=0.8, release=0.08, vibrato=0.08),
+    "reed": Timbre(
+        partials=(1, 0.2, 0.6, 0.15, 0.4, 0.1, 0.25, 0.08),
+        attack=0.04,
+        decay=0.5,
+        floor=0.85,
+        release=0.06,
+        vibrato=0.15,
+    ),
+    "flute": Timbre(partials=(1, 0.25, 0.08, 0.03), attack=0.07, release=0.08, vibrato=0.1),
+    "fiddle": Timbre(partials=_saw(12), attack=0.05, release=0.08, vibrato=0.25),
+    "synth": Timbre(partials=_odd(11), attack=0.01, decay=0.2, floor=0.7, release=0.08),
+    "voice": Timbre(partials=(1, 0.6, 0.9, 0.4, 0.2, 0.3, 0.1, 0.05), attack=0.05, release=0.1, vibrato=0.2),
+    "bass_electric": Timbre(
+        partials=(1, 0.5, 0.25, 0.12, 0.06), attack=0.005, decay=0.5, floor=0.3, release=0.04, bright_decay=0.8
+    ),
+    "bass_upright": Timbre(partials=(1, 0.35, 0.15, 0.05), attack=0.02, decay=0.35, floor=0.1, release=0.05),
+    "bass_synth": Timbre(partials=_saw(8), attack=0.005, decay=0.3, floor=0.7, release=0.03),
+    "bass_808": Timbre(partials=(1, 0.12), attack=0.005, decay=0.9, floor=0.35, release=0.08),
+    "cello": Timbre(partials=_saw(10, 1.2), attack=0.15, release=0.2, vibrato=0.1, detune=6),
 }
 MAX_NOTE_SECONDS = 10.0
 
@@ -840,6 +881,80 @@ def _check_out(out: Path) -> None:
         raise UserError(f"{out} already exists and is not an empty folder: choose a new --out or remove it")
 
 
+def _clip_bytes(seconds: float) -> int:
+    """One clip on disk: its 16-bit samples and header, rounded up to whole filesystem blocks."""
+    size = round(seconds * SR) * PCM_BYTES + WAV_HEADER_BYTES
+    return -(-size // FS_BLOCK_BYTES) * FS_BLOCK_BYTES
+
+
+def bytes_needed(clips_per_genre: int, seconds: float) -> int:
+    """Disk space the set takes: every clip, plus the split lists and marker."""
+    return len(GENRES) * clips_per_genre * _clip_bytes(seconds) + SMALL_FILES_BYTES
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+def _check_space(out: Path, needed: int) -> int:
+    """The free bytes beside `out`; too few for the set is a `UserError` before any clip is made."""
+    free = shutil.disk_usage(out.parent).free
+    if free < needed:
+        raise UserError(
+            f"not enough disk space for the synthetic set {out}: it needs {_megabytes(needed)}, {_megabytes(free)} free"
+        )
+    return free
+
+
+def _is_disk_full(error: BaseException, folder: Path, clip_bytes: int) -> bool:
+    """Whether writing failed because the disk filled up. libsndfile reports a failed write as a
+    bare "System error" (its errno is not passed on), so that one counts when the disk has no room
+    left for another clip."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(error, sf.LibsndfileError) and error.code == LIBSNDFILE_SYSTEM_ERROR:
+        return shutil.disk_usage(folder).free < clip_bytes
+    return False
+
+
+def _partial_folder(out: Path) -> Path:
+    """Where `out` is written until complete; named after this process, so a later run can tell a
+    dead generation's leftovers from a live one's."""
+    return out.parent / f".{out.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Delete the partial folders of `out` whose generation died (killed, machine restarted)."""
+    prefix = f".{out.name}{PARTIAL_MARK}"
+    for partial in out.parent.iterdir() if out.parent.is_dir() else ():
+        pid = partial.name.removeprefix(prefix).split("-")[0]
+        if partial.name.startswith(prefix) and not (pid.isdigit() and _process_alive(int(pid))):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _write_set(folder: Path, clips_per_genre: int, seconds: float, seed: int, workers: int | None) -> None:
+    """Every clip, the split lists and the marker, into `folder`."""
+    for genre in GENRES:
+        (folder / genre).mkdir()
+    jobs = [(str(folder), seed, g, i, seconds) for g in range(len(GENRES)) for i in range(clips_per_genre)]
+    _run_jobs(jobs, min(workers or os.cpu_count() or 1, len(jobs)))
+    for split, names in assign_splits(clips_per_genre, seed).items():
+        (folder / f"{split}_filtered.txt").write_text("".join(name + "\n" for name in names))
+    marker = GENERATOR | {"seed": seed, "clips_per_genre": clips_per_genre, "seconds": seconds}
+    marker |= {"sample_rate": SR, "genres": list(GENRES)}
+    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+
+
 def generate_dataset(
     out: Path,
     clips_per_genre: int = DEFAULT_CLIPS_PER_GENRE,
@@ -850,31 +965,33 @@ def generate_dataset(
     """Write the synthetic set into `out` in GTZAN's layout, with split lists and `SYNTHETIC.json`.
 
     Everything is written into a hidden sibling folder that is renamed to `out` only when complete,
-    so an interrupted run never leaves a folder that looks finished. The output is byte-identical for
-    a given seed, whatever the number of workers.
+    so an interrupted run never leaves a folder that looks finished (and the next run removes what
+    it left). Too little disk space is a `UserError`, up front or when the disk fills up meanwhile.
+    The output is byte-identical for a given seed, whatever the number of workers.
     """
     out = Path(out).expanduser()
     _check_arguments(clips_per_genre, seconds, seed, workers)
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir()
+    _remove_stale_partials(out)
+    needed = bytes_needed(clips_per_genre, seconds)
+    free = _check_space(out, needed)
+    partial = _partial_folder(out)
     try:
-        for genre in GENRES:
-            (partial / genre).mkdir()
-        jobs = [(str(partial), seed, g, i, seconds) for g in range(len(GENRES)) for i in range(clips_per_genre)]
-        _run_jobs(jobs, min(workers or os.cpu_count() or 1, len(jobs)))
-        for split, names in assign_splits(clips_per_genre, seed).items():
-            (partial / f"{split}_filtered.txt").write_text("".join(name + "\n" for name in names))
-        marker = GENERATOR | {"seed": seed, "clips_per_genre": clips_per_genre, "seconds": seconds}
-        marker |= {"sample_rate": SR, "genres": list(GENRES)}
-        (partial / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        partial.mkdir()
+        _write_set(partial, clips_per_genre, seconds, seed, workers)
         _check_out(out)  # someone may have written there meanwhile
         if out.exists():
             out.rmdir()
         partial.rename(out)
-    except BaseException:
+    except BaseException as error:
+        disk_full = _is_disk_full(error, partial, _clip_bytes(seconds))
         shutil.rmtree(partial, ignore_errors=True)
+        if disk_full:
+            raise UserError(
+                f"the disk filled up while writing the synthetic set {out}: it needs {_megabytes(needed)} "
+                f"({_megabytes(free)} were free at the start); the partial set was removed"
+            ) from error
         raise
     return out
 

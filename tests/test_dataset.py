@@ -95,3 +95,38 @@ def test_fingerprint_changes_with_files(tiny_root: Path) -> None:
     assert load_dataset(tiny_root).fingerprint() == before
     (tiny_root / "blues/blues.00000.wav").write_bytes((tiny_root / "rock/rock.00007.wav").read_bytes() + b"\0\0")
     assert load_dataset(tiny_root).fingerprint() != before
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("../outside.wav", "has a '..' part, which leaves the data root"),
+        ("{outside}", "is an absolute path"),
+        ("blues/../outside.wav", "has a '..' part, which leaves the data root"),
+        # Refused rather than normalised: the name as listed is the clip's id and names its class.
+        ("./blues/blues.00000.wav", "has a '.' part"),
+    ],
+)
+def test_listed_paths_stay_inside_the_root(tiny_root: Path, line: str, why: str) -> None:
+    outside = tiny_root.parent / "outside.wav"  # a real clip, so nothing but the check can refuse it
+    write_tone_clip(outside, seconds=1.0, pitch_hz=440.0, seed=0)
+    line = line.format(outside=outside)
+    train = tiny_root / "train_filtered.txt"
+    first, *rest = train.read_text().splitlines()
+    train.write_text("\n".join([first, line, *rest]) + "\n")
+    with pytest.raises(UserError) as error:
+        load_dataset(tiny_root)
+    message = str(error.value)
+    assert message.startswith(f"{train}:2: {line!r} {why}") and "\n" not in message
+
+
+def test_symlinked_clip_inside_the_root_is_followed(tiny_root: Path, tmp_path: Path) -> None:
+    clip = tiny_root / "blues/blues.00000.wav"
+    elsewhere = tmp_path / "elsewhere.wav"
+    clip.rename(elsewhere)
+    clip.symlink_to(elsewhere)
+    dataset = load_dataset(tiny_root)
+    paths = {c.clip_id: c.path for c in dataset.all_clips()}
+    assert paths["blues/blues.00000"] == clip and not dataset.missing
+    assert dataset.classes == ("blues", "rock", "ska")
+    assert soundfile.info(paths["blues/blues.00000"]).frames > 0

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +18,8 @@ import pytest
 import soundfile
 
 from common.errors import USER_ERROR_EXIT_CODE, UserError
-from features import synth
+from features import locate, synth
+from features.dataset import load_dataset
 
 CLIPS = 3  # the smallest count with every split non-empty
 SECONDS = 2.0
@@ -69,8 +78,6 @@ def test_split_lists_cover_every_clip_once(dataset: Path):
 
 
 def test_loads_as_a_dataset(dataset: Path):
-    from features.dataset import load_dataset
-
     loaded = load_dataset(dataset)
     assert loaded.synthetic and loaded.classes == tuple(sorted(synth.GENRES)) and not loaded.missing
 
@@ -149,6 +156,72 @@ def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
     assert list(tmp_path.iterdir()) == []
 
 
+_real_disk_usage = shutil.disk_usage  # the tests below replace it
+
+
+def _disk(free: int):
+    """What `shutil.disk_usage` says about a disk with `free` bytes left."""
+    return _real_disk_usage(".")._replace(free=free)
+
+
+def test_too_little_disk_space_is_one_line_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    needed = synth.bytes_needed(2, 30.0)
+    assert needed > 8 * 2 * 30 * 22050 * 2  # every sample of every clip, at least
+    monkeypatch.setattr(synth.shutil, "disk_usage", lambda path: _disk(needed - 1))
+    out = tmp_path / "data"
+    with pytest.raises(UserError) as error:
+        synth.generate_dataset(out, clips_per_genre=2, seconds=30.0, workers=1)
+    message = str(error.value)
+    assert message.startswith(f"not enough disk space for the synthetic set {out}: it needs ")
+    assert f"{needed / 1e6:.1f} MB" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def _fail_after_first_clip(monkeypatch: pytest.MonkeyPatch, error: Exception, free_then: int) -> None:
+    """Writing a clip raises `error` after the first one, and the disk then has `free_then` bytes."""
+    write = soundfile.write
+    written: list[str] = []
+    monkeypatch.setattr(synth.shutil, "disk_usage", lambda path: _disk(10**9 if not written else free_then))
+
+    def write_until_full(path, *args, **kwargs):
+        if written:
+            raise error
+        written.append(str(path))
+        write(path, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "write", write_until_full)
+
+
+def _assert_disk_full_error(error: UserError, out: Path) -> None:
+    message = str(error)
+    assert message.startswith(f"the disk filled up while writing the synthetic set {out}: it needs ")
+    assert "partial set was removed" in message and "\n" not in message
+    assert list(out.parent.iterdir()) == []
+
+
+def test_disk_filling_up_while_writing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _fail_after_first_clip(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), free_then=0)
+    out = tmp_path / "data"
+    with pytest.raises(UserError) as error:
+        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+    _assert_disk_full_error(error.value, out)
+
+
+def test_libsndfile_system_error_is_a_full_disk_only_without_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """libsndfile says only "System error" when the disk is full: that is reported as a full disk
+    when no room is left, and passed on as it is otherwise."""
+    system_error = soundfile.LibsndfileError(2, "Error writing: ")
+    _fail_after_first_clip(monkeypatch, system_error, free_then=0)
+    out = tmp_path / "data"
+    with pytest.raises(UserError) as error:
+        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+    _assert_disk_full_error(error.value, out)
+    _fail_after_first_clip(monkeypatch, system_error, free_then=10**9)
+    with pytest.raises(soundfile.LibsndfileError):
+        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"clips_per_genre": 0}, {"seconds": 0.0}, {"seed": -1}, {"workers": 0}],
@@ -173,3 +246,91 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture):
         synth.main(["--out", str(out)])  # not empty now
     assert exit_info.value.code == USER_ERROR_EXIT_CODE
     assert capsys.readouterr().err.startswith("error: ")
+
+
+# A first run on the default data, with a tiny default set: it logs each generation it starts and
+# holds it until the test creates the file `go`, so a second run surely arrives meanwhile.
+FIRST_RUN = """
+import sys, time
+from pathlib import Path
+from features import locate, synth
+
+log, go = Path(sys.argv[1]), Path(sys.argv[2])
+synth.DEFAULT_CLIPS_PER_GENRE, synth.DEFAULT_SECONDS = 3, 0.5
+generate = synth.generate_dataset
+
+def held_generation(out):
+    with log.open("a") as file:
+        file.write("generation\\n")
+    while not go.exists():
+        time.sleep(0.05)
+    return generate(out, clips_per_genre=3, seconds=0.5, workers=1)
+
+synth.generate_dataset = held_generation
+print("root", locate.synthetic_default())
+"""
+
+
+class _Run:
+    """A first run in its own process, its output lines read by a thread so waits can time out."""
+
+    def __init__(self, tmp_path: Path, name: str):
+        env = os.environ | {"GENRE_SEARCH_CACHE": str(tmp_path / "cache")}
+        args = [sys.executable, "-u", "-c", FIRST_RUN, str(tmp_path / "generations.log"), str(tmp_path / "go")]
+        errors = (tmp_path / f"{name}.stderr").open("w")
+        repo = Path(__file__).resolve().parents[1]
+        self.process = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if text in line:
+                return line.strip()
+
+
+@pytest.fixture
+def runs(tmp_path: Path):
+    """Start first runs with `runs(name)`; any still running when the test ends is killed."""
+    started: list[_Run] = []
+    yield lambda name: started.append(_Run(tmp_path, name)) or started[-1]
+    for run in started:
+        run.process.kill()
+        run.process.wait()
+
+
+def test_two_first_runs_at_once_generate_the_default_set_once(tmp_path: Path, runs):
+    first = runs("first")
+    first.wait_for("generating the built-in synthetic set once into")
+    second = runs("second")
+    waiting = f"another run is generating the built-in synthetic set into {tmp_path / 'cache'}"
+    assert second.wait_for("synthetic set").startswith(waiting)
+    (tmp_path / "go").touch()
+    roots = [run.wait_for("root ") for run in (first, second)]
+    assert [run.process.wait(timeout=60) for run in (first, second)] == [0, 0]
+    assert roots[0] == roots[1] and (tmp_path / "generations.log").read_text() == "generation\n"
+    root = Path(roots[0].removeprefix("root "))
+    assert load_dataset(root).synthetic
+    fresh = synth.generate_dataset(tmp_path / "fresh", clips_per_genre=3, seconds=0.5, workers=1)
+    assert _files(root) == _files(fresh)
+    assert not [p for p in root.parent.iterdir() if "partial" in p.name]
+
+
+def test_a_killed_generations_partial_folder_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GENRE_SEARCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_GENRE", 1)
+    monkeypatch.setattr(synth, "DEFAULT_SECONDS", 0.5)
+    monkeypatch.setattr(
+        synth, "generate_dataset", functools.partial(synth.generate_dataset, clips_per_genre=1, seconds=0.5, workers=1)
+    )
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    name = "synthetic-seed0-1x0.5s"
+    killed = tmp_path / f".{name}.partial-{ended.stdout.strip()}-0badc0de"  # its process has ended
+    older = tmp_path / f".{name}.partial-1a2b3c4d"  # named as earlier versions named them
+    running = tmp_path / f".{name}.partial-{os.getpid()}-feedbeef"  # a generation still going on
+    for partial in (killed, older, running):
+        (partial / "jazz").mkdir(parents=True)
+        (partial / "jazz/jazz.00000.wav").write_bytes(b"RIFF")
+    assert locate.synthetic_default() == tmp_path / name
+    assert not killed.exists() and not older.exists() and running.exists()
