@@ -214,7 +214,7 @@ def _search(data: ReportData) -> list[str]:
 
 
 def _errored(data: ReportData) -> list[str]:
-    """Which trials errored, so their logs can be read: none of them can be the best trial."""
+    """Which trials errored, and where their logs are."""
     table = data.trials.table
     names = table.loc[table["status"] == "error", "trial"].tolist()
     if not names:
