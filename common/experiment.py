@@ -18,6 +18,8 @@ DEFAULT_STORAGE = PROJECT_ROOT / "runs"
 METADATA_FILE = "experiment.json"
 SPACE_COPY = "space.yaml"
 STUDY_FILE = "study.sqlite"
+LEADERBOARD_FILE = "leaderboard.csv"  # one row per trial (common.trials.trial_rows), written by the search
+BEST_CONFIG_FILE = "best_config.json"
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from common.experiment import METADATA_FILE
+from common.experiment import LEADERBOARD_FILE, METADATA_FILE
+from common.trials import METRIC
 from features.dataset import PROJECT_SPLITS_DIR, SPLIT_FILES
 from reporting.locate import experiments_in, started_at
-from search.leaderboard import LEADERBOARD_FILE, METRIC
 
 HOMEWORK_TEST_ACC = 0.6344  # the homework baseline's published test accuracy on GTZAN (63.44%)
 BASELINE_SPACE = "baseline.yaml"

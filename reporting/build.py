@@ -12,6 +12,7 @@ from typing import Any
 
 from common.errors import UserError
 from common.experiment import read_metadata
+from common.trials import leaderboard_text, ranked
 from features.store import FeatureStore
 from reporting import figures
 from reporting.baselines import REPORT_JSON, baseline_experiment, homework_baseline
@@ -20,7 +21,7 @@ from reporting.locate import find_experiment
 from reporting.markdown import ReportData, render
 from reporting.results import confusion, ensemble_accuracy, spread
 from reporting.retrain import Retraining, load_test_split, open_store, run_seeds
-from reporting.trials import BestTrial, best_trial, load_trials, search_numbers
+from reporting.trials import BestTrial, Trials, best_trial, load_trials, search_numbers
 from training import TrialConfig
 from training.fit import choose_device
 
@@ -44,7 +45,8 @@ def make_report(request: ReportRequest) -> Path:
     folder = find_experiment(request.experiment, request.storage)
     metadata = read_metadata(folder)
     trials = load_trials(folder, int(metadata["search"]["max_epochs"]))
-    best = best_trial(trials, folder)  # fails before any training when no trial finished an epoch
+    _require_an_epoch(trials, folder)
+    best = best_trial(trials, folder)
     out_dir = Path(request.out).expanduser().resolve() if request.out else folder / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     job, store = _retraining(folder, metadata, best, out_dir)
@@ -72,6 +74,18 @@ def make_report(request: ReportRequest) -> Path:
     )
     data.figures.update(_draw(data, out_dir))
     return _write(data, out_dir)
+
+
+def _require_an_epoch(trials: Trials, folder: Path) -> None:
+    """Before any training: when no trial reported an epoch (every trial errored, or the search was
+    cut off first), print the trials there are and stop with one line saying so."""
+    table = trials.table
+    if not ranked(table).empty:
+        return
+    print(f"Trials of {folder} (none reported an epoch):")
+    print(leaderboard_text(table, limit=len(table)))
+    outcomes = ", ".join(f"{count} {status}" for status, count in table["status"].value_counts().items())
+    raise UserError(f"{folder}: no trial finished an epoch ({len(table)} trial(s): {outcomes}): nothing to report")
 
 
 def _retraining(

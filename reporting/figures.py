@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from common.trials import METRIC  # noqa: E402
 from reporting.retrain import SeedRun  # noqa: E402
-from search.leaderboard import METRIC  # noqa: E402
 
 DPI = 120
 

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.trials import METRIC
 from reporting.importance import Importance
 from reporting.results import per_genre, seed_table, spread
 from reporting.retrain import SeedRun
 from reporting.trials import BestTrial, Trials
-from search.leaderboard import METRIC
 from training import TrialConfig
 
 LEADERBOARD_ROWS = 10
@@ -45,6 +45,8 @@ class ReportData:
 
 def fmt(value: Any) -> str:
     """A table cell: accuracies with 4 decimals, small numbers (learning rates) in 3 significant digits."""
+    if value is pd.NA:  # a whole-number column's missing value (a trial without a best epoch)
+        return "n/a"
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             return "n/a"
@@ -207,7 +209,18 @@ def _search(data: ReportData) -> list[str]:
         ("feature store", data.store_note),
     ]
     frame = pd.DataFrame(rows, columns=["search", "value"])
-    return ["## The search in numbers", "", *md_table(frame), "", f"![Search history]({data.figures['history']})"]
+    history = ["", f"![Search history]({data.figures['history']})"]
+    return ["## The search in numbers", "", *md_table(frame), *_errored(data), *history]
+
+
+def _errored(data: ReportData) -> list[str]:
+    """Which trials errored, and where their logs are."""
+    table = data.trials.table
+    names = table.loc[table["status"] == "error", "trial"].tolist()
+    if not names:
+        return []
+    where = f"each one's log is error.txt in its folder in `{data.folder}`"
+    return ["", f"Errored trials ({len(names)}; {where}): " + ", ".join(f"`{name}`" for name in names) + "."]
 
 
 def _stopped_label(scheduler: str) -> str:

@@ -1,8 +1,13 @@
-"""The search's trials as one pandas table, read back from the experiment folder through Ray's
-`ExperimentAnalysis`, with the same per-trial rows as the search's own leaderboard."""
+"""The search's trials as one pandas table, read from the experiment folder's plain files: each
+trial folder's params.json (its config), result.json or else progress.csv (one row per epoch) and
+whether it holds an error file, and the trials' order and statuses from Ray's
+experiment_state-*.json, read as plain JSON. Nothing is unpickled: no *.pkl file is opened and
+Ray's ExperimentAnalysis is not used (it unpickles objects embedded in the state file and errored
+trials' error.pkl), so a crafted experiment folder cannot run code here."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,19 +17,26 @@ from typing import Any
 import pandas as pd
 
 from common.errors import UserError
-from search.leaderboard import METRIC, trial_rows
+from common.trials import EPOCH, METRIC, TrialRecord, ranked, trial_rows
 from training.config import trial_config
 
 log = logging.getLogger(__name__)
 
-# Ray's statuses of a trial that neither ended nor failed: the search was interrupted while it ran.
-UNFINISHED_STATUSES = ("PENDING", "RUNNING", "PAUSED")
+# Ray Tune's files in an experiment folder and in each trial's folder.
+STATE_FILES = "experiment_state-*.json"  # one per run of the driver: the newest name is the latest
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"  # one JSON object per line, one line per reported epoch
+PROGRESS_FILE = "progress.csv"  # the same rows as a table: read when result.json is missing or empty
+ERROR_FILES = ("error.txt", "error.pkl")  # only their presence is checked: error.pkl is never opened
+# Ray's statuses of a trial that ended; any other (pending, running, paused, or a trial started after
+# the state was last saved) means the search was cut off while the trial was under way.
+ENDED_STATUSES = ("TERMINATED", "ERROR")
 
 
 @dataclass(frozen=True)
 class Trials:
-    table: pd.DataFrame  # one row per trial, best first (search.leaderboard.trial_rows) plus start order
-    histories: dict[str, pd.DataFrame]  # trial folder name -> its progress.csv (one row per epoch)
+    table: pd.DataFrame  # one row per trial, best first (common.trials.trial_rows) plus start order
+    histories: dict[str, pd.DataFrame]  # trial folder name -> one row per reported epoch
     configs: dict[str, dict[str, Any]]  # trial folder name -> Ray's config of the trial (params.json)
 
 
@@ -37,51 +49,111 @@ class BestTrial:
     config: dict[str, Any]  # the trial's saved nested config (sections only, no Optuna flat keys)
 
 
-def load_trials(folder: Path, max_epochs: int) -> Trials:
-    """Every trial of the experiment in `folder`; the table is the leaderboard's, plus the order the
-    trials started in, Ray's status, seconds trained and when each trial last reported."""
-    analysis = _analysis(folder)
-    from ray.tune import ResultGrid
+@dataclass(frozen=True)
+class ListedTrial:
+    """One trial as Ray's saved state lists it (plain JSON fields only)."""
 
-    results = ResultGrid(analysis)
-    table = trial_rows(results, max_epochs)
-    if table.empty:
+    status: str | None
+    config: dict[str, Any] | None
+
+
+def load_trials(folder: Path, max_epochs: int) -> Trials:
+    """Every trial of the experiment in `folder`: those Ray's state lists, in the order Ray created
+    (and started) them, then trial folders it did not list yet. The table is the leaderboard's, plus
+    that order, Ray's status, seconds trained and when each trial last reported."""
+    listed = listed_trials(folder)
+    names = [*listed, *sorted(p.parent.name for p in folder.glob(f"*/{PARAMS_FILE}") if p.parent.name not in listed)]
+    if not names:
         raise UserError(f"{folder}: the experiment has no trials: nothing to report")
-    # Ray keeps trials in the order it created (and started) them; its ids and names are random.
-    names = [Path(result.path).name for result in results]
-    statuses = {Path(trial.path).name: trial.status for trial in analysis.trials}
-    histories = {name: _history(result) for name, result in zip(names, results)}
+    records = [_record(folder / name, listed.get(name)) for name in names]
+    table = trial_rows(records, max_epochs)
+    histories = {record.name: record.history for record in records}
     table["start_order"] = table["trial"].map({name: index for index, name in enumerate(names, start=1)})
-    table["ray_status"] = table["trial"].map(statuses)
-    interrupted = table["ray_status"].isin(UNFINISHED_STATUSES) & (table["status"] != "error")
+    table["ray_status"] = table["trial"].map({name: trial.status for name, trial in listed.items()})
+    interrupted = ~table["ray_status"].isin(ENDED_STATUSES) & (table["status"] != "error")
     table.loc[interrupted, "status"] = "interrupted"
     table["seconds"] = table["trial"].map({n: _last(h, "time_total_s") for n, h in histories.items()})
     table["last_report"] = table["trial"].map({n: _last(h, "timestamp") for n, h in histories.items()})
-    configs = {name: dict(result.config or {}) for name, result in zip(names, results)}
+    configs = {record.name: dict(record.config or {}) for record in records}
     return Trials(table, histories, configs)
 
 
-def _analysis(folder: Path) -> Any:
-    from ray.tune import ExperimentAnalysis
-
-    # Ray logs a warning per trial folder without metrics; the table says so (status "no result").
-    ray_log = logging.getLogger("ray.tune")
-    level = ray_log.level
-    ray_log.setLevel(logging.ERROR)
+def listed_trials(folder: Path) -> dict[str, ListedTrial]:
+    """Trial folder name -> status and config, from the newest experiment_state-*.json (none
+    before Ray first saved it). Each trial's entry is itself a JSON text; values Ray could not
+    write as JSON are pickled inside it, and stay opaque dicts here."""
+    saved = sorted(folder.glob(STATE_FILES))
+    if not saved:
+        return {}
+    path = saved[-1]
     try:
-        return ExperimentAnalysis(str(folder))
-    except Exception as err:  # Ray raises several types for a folder without its state files
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"{folder}: no Ray Tune results readable there ({type(err).__name__}: {first_line})") from err
-    finally:
-        ray_log.setLevel(level)
+        entries = [json.loads(trial) for trial, _runtime in json.loads(path.read_text())["trial_data"]]
+        listed = {entry["relative_logdir"]: _listed(entry) for entry in entries}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path}: not a readable Ray Tune experiment state ({type(err).__name__}: {err})") from err
+    for name in listed:
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+            raise UserError(f"{path}: trial folder {name!r} is not a folder name inside the experiment")
+    return listed
 
 
-def _history(result: Any) -> pd.DataFrame:
-    history = result.metrics_dataframe
-    if history is None or history.empty or "training_iteration" not in history:
+def _listed(entry: dict[str, Any]) -> ListedTrial:
+    config = entry.get("config")
+    return ListedTrial(status=entry.get("status"), config=config if isinstance(config, dict) else None)
+
+
+def _record(trial_dir: Path, listed: ListedTrial | None) -> TrialRecord:
+    """A trial as the search's leaderboard sees it. Errored as Ray decides it: an error file in a
+    trial that did not end well (a failed attempt that a retry recovered leaves one too)."""
+    status = listed.status if listed else None
+    params = trial_dir / PARAMS_FILE
+    config = _json_object(params) if params.is_file() else (listed.config if listed else None)
+    has_error = any((trial_dir / name).is_file() for name in ERROR_FILES)
+    errored = status == "ERROR" or (status != "TERMINATED" and has_error)
+    return TrialRecord(trial_dir.name, str(trial_dir), config, _history(trial_dir), errored)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not readable as JSON ({type(err).__name__}: {err})") from err
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _history(trial_dir: Path) -> pd.DataFrame:
+    """One row per reported epoch, as Ray reads them: result.json first, else progress.csv."""
+    rows = _result_rows(trial_dir / RESULT_FILE) if (trial_dir / RESULT_FILE).is_file() else []
+    if rows:
+        history = pd.json_normalize(rows, sep="/")
+    elif (trial_dir / PROGRESS_FILE).is_file() and (trial_dir / PROGRESS_FILE).stat().st_size:
+        history = pd.read_csv(trial_dir / PROGRESS_FILE, dtype={"trial_id": str})
+    else:
         return pd.DataFrame()
-    return history.sort_values("training_iteration").reset_index(drop=True)
+    if EPOCH not in history:
+        return pd.DataFrame()
+    return history.sort_values(EPOCH).reset_index(drop=True)
+
+
+def _result_rows(path: Path) -> list[dict[str, Any]]:
+    """result.json's rows without their copies of the config. A search killed while Ray wrote a
+    row leaves that last line cut off: it is left out, with a warning."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            if number < len(lines):
+                raise UserError(f"{path}: line {number} is not JSON ({err})") from err
+            log.warning("%s: last line cut off (the search was killed while writing it): left out", path)
+            break
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {number} is not a JSON object")
+        rows.append({key: value for key, value in row.items() if key != "config"})
+    return rows
 
 
 def _last(history: pd.DataFrame, column: str) -> float:
@@ -91,10 +163,10 @@ def _last(history: pd.DataFrame, column: str) -> float:
 def best_trial(trials: Trials, folder: Path) -> BestTrial:
     """The leaderboard's first trial: best validation clip accuracy at any epoch (ASHA cuts trials
     short, so the last epoch would favour trials that ran longest), ties to the lower loss."""
-    ranked = trials.table.dropna(subset=[METRIC]) if METRIC in trials.table else trials.table.iloc[0:0]
-    if ranked.empty:
+    finished = ranked(trials.table)
+    if finished.empty:
         raise UserError(f"{folder}: no trial finished an epoch: nothing to report")
-    row = ranked.iloc[0]
+    row = finished.iloc[0]
     return BestTrial(
         name=row["trial"],
         best_epoch=int(row["best_epoch"]),

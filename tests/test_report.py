@@ -28,8 +28,6 @@ from reporting.retrain import open_store
 from reporting.trials import best_trial, load_trials
 from tests.conftest import make_layout, write_tone_clip
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parent.parent
 GENRES = ("a", "b", "c")  # make_layout gives genre i a tone of 220 * (i + 1) Hz: easy to learn
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -122,6 +120,7 @@ def _log(path: Path) -> tuple[list[str], list[str]]:
     ]
 
 
+@pytest.mark.slow
 def test_search_never_reads_test_data_and_the_report_does(search: dict) -> None:
     commands, splits = _log(search["base"] / "search.log")
     assert any("default_worker" in command for command in commands), "the recorder did not reach Ray's workers"
@@ -130,6 +129,7 @@ def test_search_never_reads_test_data_and_the_report_does(search: dict) -> None:
     assert "test" in report_splits
 
 
+@pytest.mark.slow
 def test_report_md_has_both_accuracies_and_real_pictures(search: dict) -> None:
     out = search["experiment"] / "report"
     text = (out / "report.md").read_text()
@@ -151,6 +151,7 @@ def test_report_md_has_both_accuracies_and_real_pictures(search: dict) -> None:
     assert numbers["search"]["trials"] == 3 and numbers["search"]["epochs_run"] <= 15
 
 
+@pytest.mark.slow
 def test_best_trial_is_best_over_all_epochs(search: dict) -> None:
     import pandas as pd
 
@@ -166,6 +167,7 @@ def test_best_trial_is_best_over_all_epochs(search: dict) -> None:
     assert best.config == {k: v for k, v in trials.configs[best.name].items() if "." not in k}
 
 
+@pytest.mark.slow
 def test_saved_model_predicts_the_genre_of_a_tone(search: dict, tmp_path: Path) -> None:
     model = search["experiment"] / "report" / "model-seed0.pt"
     saved = predict.load_model(model)  # weights_only: plain containers and tensors only
@@ -189,6 +191,7 @@ def _one_line_exit_2(capsys: pytest.CaptureFixture, main, argv: list[str], names
     assert len(lines) == 1 and str(names) in lines[0], lines
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_line_and_exit_code_2(search: dict, tmp_path: Path, capsys) -> None:
     storage = search["storage"]
     _one_line_exit_2(capsys, report.main, ["--storage", str(tmp_path / "empty")], tmp_path / "empty")
@@ -208,6 +211,7 @@ def test_bad_inputs_give_one_line_and_exit_code_2(search: dict, tmp_path: Path, 
     _one_line_exit_2(capsys, predict.main, [str(tmp_path / "text.pt"), "x.wav"], tmp_path / "text.pt")
 
 
+@pytest.mark.slow
 def test_missing_store_is_rebuilt_from_the_recorded_dataset(search: dict, tmp_path: Path) -> None:
     metadata = json.loads((search["experiment"] / "experiment.json").read_text())
     ((name, listed),) = metadata["stores"].items()
@@ -219,6 +223,7 @@ def test_missing_store_is_rebuilt_from_the_recorded_dataset(search: dict, tmp_pa
     assert store.dataset["fingerprint"] == metadata["dataset"]["fingerprint"]
 
 
+@pytest.mark.slow
 def test_default_experiment_is_the_latest_started(search: dict) -> None:
     assert find_experiment(None, str(search["storage"])) == search["experiment"]  # not the older sibling
 

@@ -1,0 +1,221 @@
+"""Searches that went wrong, and crafted folders: real tiny searches whose trials error (a network
+that cannot fit its input fails before its first epoch) or whose driver is killed before any trial
+reported, summarised by the search and reported by report.py from the folder's plain files, which
+never unpickle anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from common.trials import METRIC, ROW_COLUMNS, TrialRecord, trial_rows
+from reporting.trials import load_trials
+from tests.conftest import make_layout
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_EPOCHS = 2
+# Two pools of 16 leave no frame of a 1 s segment (43 frames): such a trial errors at once, while
+# pool 2 trains. Optuna's TPE sampler with seed 10 draws pool sizes 2, 16, 2, 16 for the first four
+# trials (its first ten are random draws of the seeded sampler, whatever the results).
+SPACE = """
+features: {{kind: mel, mel: {{n_bins: 32}}}}
+model: {{arch: cnn1d, cnn1d: {{depth: 2, channels: 4, pool_size: {pool}, dropout: 0.0}}}}
+optimizer: {{name: adam, lr: {{loguniform: [3.0e-3, 3.0e-2]}}}}
+schedule: {{name: none}}
+training: {{segment_seconds: 1.0, segments_per_clip: {segments}, batch_size: 4}}
+search: {{num_samples: {samples}, max_epochs: {epochs}, max_failures: 0, seed: 10}}
+"""
+MIXED = SPACE.format(pool="{choice: [2, 16]}", segments=4, samples=4, epochs=MAX_EPOCHS)
+FAILING = SPACE.format(pool=16, segments=4, samples=2, epochs=MAX_EPOCHS)
+SLOW = SPACE.format(pool=2, segments=20000, samples=3, epochs=MAX_EPOCHS)  # minutes per epoch
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def search_command(base: Path, name: str, space: str) -> list[str]:
+    (base / f"{name}.yaml").write_text(space)
+    args = ["run_search.py", "--space", str(base / f"{name}.yaml"), "--data", str(base / "data")]
+    return [*args, "--storage", str(base / "runs"), "--name", name]
+
+
+@pytest.fixture(scope="module")
+def searches(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Three real searches on tiny tone clips: 2 trials finished and 2 errored, every trial errored,
+    and one whose driver (with every process it started) was killed before any trial reported."""
+    base = tmp_path_factory.mktemp("outcomes")
+    make_layout(base / "data", genres=("a", "b", "c"), per_split=(4, 2, 2), seconds=3.0)
+    env = {**os.environ, "GENRE_SEARCH_CACHE": str(base / "cache"), "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
+    done = {"base": base, "env": env, "runs": base / "runs"}
+    for name, space in (("mixed", MIXED), ("failing", FAILING)):
+        searched = run(search_command(base, name, space), env)
+        assert searched.returncode == 0, searched.stderr[-3000:]
+        done[name] = searched.stdout
+    _killed_search(base, env)
+    return done
+
+
+def _killed_search(base: Path, env: dict[str, str]) -> None:
+    driver = subprocess.Popen(
+        [sys.executable, *search_command(base, "killed", SLOW)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: Ray's processes go down with the driver
+    )
+    folder, deadline = base / "runs" / "killed", time.time() + 240
+    while time.time() < deadline and not _started_and_saved(folder):
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert _started_and_saved(folder), "no trial started, or Ray saved no state, before the deadline"
+
+
+def _started_and_saved(folder: Path) -> bool:
+    """A trial has started (its folder has params.json) and Ray's saved state lists a trial."""
+    states = sorted(folder.glob("experiment_state-*.json"))
+    if not list(folder.glob("*/params.json")) or not states:
+        return False
+    try:
+        return bool(json.loads(states[-1].read_text())["trial_data"])
+    except ValueError:  # caught while Ray rewrote it
+        return False
+
+
+def _one_line_exit_2(result: subprocess.CompletedProcess, folder: Path) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert str(folder) in lines[0] and "no trial finished an epoch" in lines[0]
+    return lines[0]
+
+
+def _report(experiment: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    return run(["report.py", "--experiment", str(experiment), "--seeds", "1", *extra], env)
+
+
+def _shared_rows(table: pd.DataFrame) -> pd.DataFrame:
+    columns = [c for c in ROW_COLUMNS if c in table] + sorted(c for c in table.columns if "." in c)
+    return table[columns].sort_values("trial").reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_two_finished_two_errored_are_reported_with_the_errored_listed(searches: dict) -> None:
+    folder = searches["runs"] / "mixed"
+    board = pd.read_csv(folder / "leaderboard.csv")  # the search's own rows, from Ray's ResultGrid
+    assert sorted(board["status"]) == ["error", "error", "finished", "finished"], board
+    assert (board.loc[board["status"] == "error", "model.cnn1d.pool_size"] == 16).all()
+    reported = _report(folder, searches["env"])
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    text = (folder / "report" / "report.md").read_text()
+    errored = sorted(board.loc[board["status"] == "error", "trial"])
+    line = next(line for line in text.splitlines() if line.startswith("Errored trials (2;"))
+    assert all(f"`{name}`" in line for name in errored)
+    assert line in reported.stdout
+    best = json.loads((folder / "best_config.json").read_text())
+    assert f"Best trial of the search: `{best['trial']}`" in text
+    # One function makes the rows on both sides: the report's, read from files, equal the search's.
+    table = load_trials(folder, MAX_EPOCHS).table
+    pd.testing.assert_frame_equal(_shared_rows(table), _shared_rows(board), check_dtype=False)
+
+
+@pytest.mark.slow
+def test_all_errored_prints_the_trials_and_one_line(searches: dict) -> None:
+    folder = searches["runs"] / "failing"
+    assert "no trial finished an epoch: nothing to report" in searches["failing"]  # the search's summary
+    board = pd.read_csv(folder / "leaderboard.csv")
+    assert list(board["status"]) == ["error", "error"]
+    reported = _report(folder, searches["env"])
+    assert "2 error" in _one_line_exit_2(reported, folder)
+    for name in board["trial"]:
+        assert any(name in line and " error " in line for line in reported.stdout.splitlines()), reported.stdout
+    assert not (folder / "report").exists()  # stopped before any training
+
+
+@pytest.mark.slow
+def test_killed_before_any_epoch_prints_the_trials_and_one_line(searches: dict, tmp_path: Path) -> None:
+    folder = searches["runs"] / "killed"
+    started = sorted(p.parent.name for p in folder.glob("*/params.json"))
+    reported = _report(folder, searches["env"])
+    _one_line_exit_2(reported, folder)
+    for name in started:
+        assert any(name in line and "interrupted" in line for line in reported.stdout.splitlines()), reported.stdout
+    # The search's own summary of such a grid (Ray gives no config for a trial that never reported).
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from search.leaderboard import summarize
+
+    table = summarize(ResultGrid(ExperimentAnalysis(str(folder))), tmp_path, MAX_EPOCHS)
+    assert set(table["status"]) == {"no result"} and set(table["trial"]) <= set(load_trials(folder, 2).table["trial"])
+    assert (tmp_path / "leaderboard.csv").is_file() and not (tmp_path / "best_config.json").exists()
+
+
+class Bait:
+    """Unpickling this creates `marker`: proof that a file's pickled content was run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.slow
+def test_crafted_pickles_in_the_folder_never_run(searches: dict, tmp_path: Path) -> None:
+    folder = tmp_path / "crafted"
+    shutil.copytree(searches["runs"] / "mixed", folder, ignore=shutil.ignore_patterns("report"))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    bait = pickle.dumps(Bait(tmp_path / "bait-works"))
+    pickle.loads(bait)  # the bait itself works: unpickling it creates its marker
+    assert (tmp_path / "bait-works").exists()
+    (state,) = folder.glob("experiment_state-*.json")
+    saved = json.loads(state.read_text())
+    for index, entry in enumerate(saved["trial_data"]):
+        trial = json.loads(entry[0])
+        payload = pickle.dumps(Bait(markers / f"state-{index}")).hex()
+        trial["storage"] = {"_type": "CLOUDPICKLE_FALLBACK", "value": payload}
+        entry[0] = json.dumps(trial)
+    state.write_text(json.dumps(saved))
+    for index, path in enumerate([*folder.glob("*.pkl"), *folder.glob("*/*.pkl")]):
+        path.write_bytes(pickle.dumps(Bait(markers / f"pkl-{index}-{path.name}")))  # error.pkl, params.pkl, tuner.pkl
+    assert list(folder.glob("*/error.pkl")), "the errored trials' error.pkl should be among the crafted files"
+    reported = _report(folder, searches["env"], "--out", str(tmp_path / "out"))
+    assert sorted(p.name for p in markers.iterdir()) == []  # nothing pickled was run
+    assert reported.returncode == 0, reported.stderr[-3000:]
+
+
+def test_reporting_imports_neither_search_nor_ray() -> None:
+    """The report reads files: neither the search's code nor Ray (nor its unpickling) is loaded."""
+    modules = ["report"] + [f"reporting.{p.stem}" for p in (REPO / "reporting").glob("*.py") if p.stem != "__init__"]
+    code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+    code += "print(sorted({m.split('.')[0] for m in sys.modules} & {'search', 'ray'}))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_rows_of_trials_without_config_or_epochs() -> None:
+    """A trial that never started has no config; one that errored at once has no epoch."""
+    history = pd.DataFrame({"training_iteration": [1, 2], METRIC: [0.5, 0.5], "valid_loss": [0.9, 0.7]})
+    records = [
+        TrialRecord("never", "runs/x/never", None, pd.DataFrame(), errored=False),
+        TrialRecord("failed", "runs/x/failed", {"optimizer.lr": 0.1, "optimizer": {}}, pd.DataFrame(), errored=True),
+        TrialRecord("ran", "runs/x/ran", {"optimizer.lr": 0.01}, history, errored=False),
+    ]
+    table = trial_rows(records, max_epochs=2)
+    assert list(table["trial"]) == ["ran", "never", "failed"]
+    assert list(table["status"]) == ["finished", "no result", "error"]
+    assert table.loc[0, "best_epoch"] == 2  # the tie at 0.5 goes to the lower loss
+    assert table["optimizer.lr"].isna().tolist() == [False, True, False]
