@@ -32,6 +32,28 @@ SETTING = FeatureSetting(n_bins=N_BINS)  # 22050 Hz, hop 512: 43 frames per seco
 SMALL_MODEL = {"arch": "cnn1d", "params": {"depth": 2, "channels": 16, "dropout": 0.2}}
 TIMING = ("epoch_seconds",)
 
+HOMEWORK_BASELINE = {
+    "features": {
+        "kind": "mel",
+        "sample_rate": 22050,
+        "n_fft": 1024,
+        "hop_length": 512,
+        "n_bins": 128,
+        "compression": "log10_1p",
+    },
+    "model": {"arch": "baseline"},
+    "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 0},
+    "schedule": {"name": "plateau", "factor": 0.2, "patience": 3},
+    "training": {
+        "segment_seconds": 23.78,
+        "segments_per_clip": 1,
+        "batch_size": 4,
+        "max_epochs": 100,
+        "min_lr": 1e-5,
+        "eval_overlap": 0.0,
+    },
+}
+
 
 def make_split(seed: int, clips_per_class: int, n_bins: int = N_BINS, n_frames: int = N_FRAMES) -> SplitArrays:
     """Each class has its own spectral profile (fixed across splits) under heavy noise; clip
@@ -483,29 +505,6 @@ def test_all_augmentations_run(data):
     config = make_config(augment={**augment, "mixup_alpha": 0.4, "gain_db": 6.0}, training={"max_epochs": 1})
     (metrics,) = fit(config, data, device="cpu").history
     assert math.isfinite(metrics.train_loss)
-
-
-HOMEWORK_BASELINE = {
-    "features": {
-        "kind": "mel",
-        "sample_rate": 22050,
-        "n_fft": 1024,
-        "hop_length": 512,
-        "n_bins": 128,
-        "compression": "log10_1p",
-    },
-    "model": {"arch": "baseline"},
-    "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 0},
-    "schedule": {"name": "plateau", "factor": 0.2, "patience": 3},
-    "training": {
-        "segment_seconds": 23.78,
-        "segments_per_clip": 1,
-        "batch_size": 4,
-        "max_epochs": 100,
-        "min_lr": 1e-5,
-        "eval_overlap": 0.0,
-    },
-}
 
 
 def test_homework_baseline_config_runs():
