@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,13 +26,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import models
-import training.fit
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.locate import default_stores_dir, resolve_data_root
 from features.settings import FeatureSetting
 from features.store import FeatureStore, FitData
 from training import TrialConfig, evaluate_clips, fit
+
+LOOP = importlib.import_module("training.fit")  # the module: `training.fit` is the function
 
 CONFIGS = {  # model → (its params, training section); the rest: defaults, SGD as the homework
     "baseline": ({}, {"segment_seconds": 23.78, "segments_per_clip": 1, "batch_size": 4}),
@@ -57,13 +59,13 @@ def batch_preparation_timer() -> Iterator[list[float]]:
 
         return wrapper
 
-    originals = training.fit.epoch_crops, training.fit.training_batch
-    training.fit.epoch_crops = timed(originals[0], starts_epoch=True)
-    training.fit.training_batch = timed(originals[1], starts_epoch=False)
+    originals = LOOP.epoch_crops, LOOP.training_batch
+    LOOP.epoch_crops = timed(originals[0], starts_epoch=True)
+    LOOP.training_batch = timed(originals[1], starts_epoch=False)
     try:
         yield seconds
     finally:
-        training.fit.epoch_crops, training.fit.training_batch = originals
+        LOOP.epoch_crops, LOOP.training_batch = originals
 
 
 class NpyClips(Dataset):
