@@ -281,5 +281,5 @@ def _models(data: ReportData) -> list[str]:
         f"- `{run.model_file.name}`: seed {run.seed}, trained on {run.trained_on}, epoch {run.epoch}" for run in runs
     ]
     example = data.standard[0].model_file
-    lines += ["", f"Classify audio files: `python -m models.predict {example} song.wav [more.wav ...]`"]
+    lines += ["", f"Classify audio files: `python predict.py {example} song.wav [more.wav ...]`"]
     return lines

@@ -4,7 +4,6 @@ split: the search (search/) gets train and valid only."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from features.dataset import load_dataset
 from features.extract import build_stores
 from features.settings import FeatureSetting
 from features.store import FeatureStore, FitData, SplitArrays
-from models.predict import save_model
 from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
+from training.saved_model import save_model
 
 log = logging.getLogger(__name__)
 
@@ -105,40 +104,32 @@ def train_standard(job: Retraining, seed: int) -> SeedRun:
     return run
 
 
-class _EnoughEpochs(Exception):
-    """Raised from the epoch callback once a merged run has trained its epochs. `fit()` has no
-    other limit than training.max_epochs, which must stay as searched: cosine and onecycle
-    schedules are laid out over it, so a shorter limit would change every epoch's learning rate."""
-
-
 def train_merged(job: Retraining, seed: int, epochs: int) -> SeedRun:
     """Train on train+valid for `epochs` (chosen on validation by the standard run of this seed)
-    and keep the last weights: no held-out data is left to choose an epoch with."""
+    and keep the last weights: no held-out data is left to choose an epoch with.
+
+    training.max_epochs stays as searched (cosine and onecycle schedules are laid out over it, so a
+    shorter limit would change every epoch's rate); the epoch callback stops the run instead. A
+    run stopped earlier by its schedule (training.min_lr) keeps its last epoch."""
     config, data = job.seeded(seed), merged_fit_data(job.data)
-    kept: dict[str, Any] = {}
-    with _EpochBar(f"seed {seed} ({MERGED})", epochs, held_out=False) as bar:
+    with _EpochBar(f"seed {seed} ({MERGED})", epochs) as bar:
 
-        def on_epoch_end(metrics: EpochMetrics, state: TrainingState) -> None:
+        def on_epoch_end(metrics: EpochMetrics, state: TrainingState) -> bool:
             bar.on_epoch_end(metrics, state)
-            kept.update(state=state.model, epoch=metrics.epoch, history=[*kept.get("history", []), metrics])
-            if metrics.epoch >= epochs:
-                raise _EnoughEpochs
+            return metrics.epoch >= epochs
 
-        with contextlib.suppress(_EnoughEpochs):
-            fit(config, data, on_epoch_end, device=job.device)
-    # Without the exception the run stopped first by itself (training.min_lr): its last epoch is kept.
-    model = _built(config, data, kept["state"], job.device)
-    run = SeedRun(seed, MERGED, kept["epoch"], test=_evaluate(model, config, job.test, data, job.device), valid=None)
-    run.history = kept["history"]
-    run.model_file = _save(job, run, config, kept["state"])
+        # The valid clips are training data here: fit() does not validate on them.
+        result = fit(config, data, on_epoch_end, device=job.device, validate=False)
+    test = _evaluate(result.model, config, job.test, data, job.device)  # its last epoch: best_state
+    run = SeedRun(seed, MERGED, result.best_epoch, test=test, valid=None, history=result.history)
+    run.model_file = _save(job, run, config, result.best_state)
     return run
 
 
 def merged_fit_data(data: FitData) -> FitData:
-    """Train and valid as one training split. `fit()` still validates every epoch on the valid
-    clips, now training data: those numbers are not held-out and are not reported (a plateau
-    schedule watching that loss may cut the rate later than in the standard run). Normalisation
-    keeps the store's train-only statistics, which the saved model carries too."""
+    """Train and valid as one training split, for `fit(validate=False)`: it has no held-out clips,
+    so its plateau schedule, if any, watches the training loss. Normalisation keeps the store's
+    train-only statistics, which the saved model carries too."""
     return dataclasses.replace(data, train=concat_splits(data.train, data.valid))
 
 
@@ -182,13 +173,12 @@ def _save(job: Retraining, run: SeedRun, config: TrialConfig, state: dict[str, t
 class _EpochBar:
     """A tqdm bar per run, one step per epoch, showing the epoch's losses and validation accuracy."""
 
-    def __init__(self, description: str, epochs: int, held_out: bool = True):
+    def __init__(self, description: str, epochs: int):
         self.bar = tqdm(total=epochs, desc=description, unit="epoch", leave=True, dynamic_ncols=True)
-        self.held_out = held_out  # False: the validation clips are training data, their numbers mean nothing
 
     def on_epoch_end(self, metrics: EpochMetrics, state: TrainingState) -> None:
         shown = {"train_loss": f"{metrics.train_loss:.3f}"}
-        if self.held_out:
+        if metrics.valid_loss is not None:  # None: a run without validation (train+valid)
             shown.update(valid_loss=f"{metrics.valid_loss:.3f}", valid_acc=f"{metrics.valid_clip_acc:.3f}")
         self.bar.set_postfix(shown)
         self.bar.update(1)

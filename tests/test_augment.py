@@ -18,6 +18,8 @@ from features.store import FeatureStore
 from search.space import parse_space
 from tests.conftest import RATE, make_layout
 from training import TrialConfig, fit
+from training.augment import augment_batch, mixup, random_gain, random_masks
+from training.config import AugmentConfig
 from training.segments import DeviceSplit, random_crops, with_copies
 
 ALL_EFFECTS = AudioAugment(
@@ -250,3 +252,67 @@ def test_space_errors_in_augmentation_name_the_key(augment: object, key: str) ->
     with pytest.raises(UserError) as err:
         parse_space({"features": {"audio_augment": augment}}, Path("aug.yaml"))
     assert str(err.value).startswith("aug.yaml: ") and key in str(err.value)
+
+
+# --- batch augmentation on normalised features (training/augment.py) -------------------------------
+
+
+def _masked_bands(hit: np.ndarray) -> list[tuple[int, int]]:
+    """(start, width) of each run of True in a 1-D mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], hit.astype(int), [0]])))
+    return [(int(start), int(end - start)) for start, end in zip(edges[::2], edges[1::2])]
+
+
+@pytest.mark.parametrize(("axis", "other"), [(2, 1), (1, 2)])
+def test_masks_blank_whole_bands_of_0_to_max_width_along_their_axis(axis: int, other: int) -> None:
+    x = torch.rand(3000, 12, 40) + 1.0  # never 0 before masking
+    masked = random_masks(x, axis, 1, 5, torch.Generator().manual_seed(0))
+    zero = (masked == 0).numpy()
+    hit = zero.any(axis=other)  # (examples, positions along the masked axis)
+    assert (zero == np.expand_dims(hit, other)).all()  # a masked step is blank across the other axis
+    assert torch.equal(masked[torch.as_tensor(~zero)], x[torch.as_tensor(~zero)])  # the rest is untouched
+    widths = [sum(w for _, w in _masked_bands(row)) for row in hit]
+    assert all(len(_masked_bands(row)) <= 1 for row in hit)  # one band per example
+    assert set(widths) == {0, 1, 2, 3, 4, 5}  # widths 0..max_width, both ends included
+
+
+def test_several_masks_per_example_stay_within_their_count_and_width() -> None:
+    x = torch.ones(500, 4, 100)
+    hit = (random_masks(x, 2, 3, 6, torch.Generator().manual_seed(1)) == 0).numpy().all(axis=1)
+    assert max(sum(w for _, w in _masked_bands(row)) for row in hit) <= 3 * 6
+    assert max(len(_masked_bands(row)) for row in hit) == 3
+
+
+def test_mixup_blends_examples_and_targets_with_the_same_beta_weight() -> None:
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    targets = torch.eye(6, dtype=torch.float64)  # every example its own class
+    mixed, soft = mixup(x, targets, 0.4, np.random.default_rng(7))
+    weights = torch.as_tensor(np.random.default_rng(7).beta(0.4, 0.4, size=6))
+    previous = torch.arange(6).roll(1)  # each example is blended with the one before it
+    expected = weights[:, None, None] * x + (1 - weights[:, None, None]) * x[previous]
+    torch.testing.assert_close(mixed, expected)
+    torch.testing.assert_close(soft.diagonal(), weights)
+    torch.testing.assert_close(soft[torch.arange(6), previous], 1 - weights)
+    torch.testing.assert_close(soft.sum(dim=1), torch.ones(6, dtype=torch.float64))
+
+
+def test_gain_shifts_each_example_by_one_gain_scaled_per_bin() -> None:
+    x = torch.randn(200, 4, 7)
+    per_db = torch.tensor([0.1, 0.2, 0.05, 0.0])
+    shifted = random_gain(x, 6.0, per_db, torch.Generator().manual_seed(0))
+    delta = shifted - x
+    torch.testing.assert_close(delta, delta[:, :, :1].expand_as(delta))  # constant over frames
+    gains = delta[:, 0, 0] / per_db[0]  # dB of each example
+    torch.testing.assert_close(delta[:, :, 0], gains[:, None] * per_db[None, :], atol=1e-5, rtol=1e-4)
+    assert gains.abs().max() <= 6.0 + 1e-4 and gains.min() < -4.0 and gains.max() > 4.0
+
+
+def test_masked_regions_stay_at_the_mean_after_gain() -> None:
+    config = AugmentConfig(time_masks=2, time_mask_frames=8, gain_db=6.0)
+    x, targets = torch.randn(64, 4, 30), torch.eye(4).repeat(16, 1)
+    generator, rng = torch.Generator().manual_seed(3), np.random.default_rng(3)
+    out, soft = augment_batch(x, targets, config, torch.full((4,), 0.1), generator, rng)
+    blank = (out == 0).all(dim=1)  # whole masked frames
+    assert blank.any() and torch.equal(soft, targets)  # no mixup asked: targets unchanged
+    kept = ~blank[:, None, :].expand_as(out)
+    assert not torch.equal(out[kept], x[kept])  # the gain moved the rest

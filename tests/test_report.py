@@ -1,5 +1,5 @@
 """report.py end to end on a tiny finished search (made once for the module): report.md with both
-accuracies and real PNGs, saved models that `models.predict` uses, the test split read by the
+accuracies and real PNGs, saved models that `predict.py` uses, the test split read by the
 report and never by the search, and bad input failing with one line and exit code 2."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import optuna
 import pytest
 import torch
 
+import predict
 import report
 from features.store import FeatureStore
-from models import predict
 from reporting.baselines import HOMEWORK_TEST_ACC, homework_baseline, homework_genres
 from reporting.figures import importance_png
 from reporting.importance import param_importances
@@ -175,7 +175,7 @@ def test_saved_model_predicts_the_genre_of_a_tone(search: dict, tmp_path: Path) 
     clip = tmp_path / "unknown.wav"
     write_tone_clip(clip, seconds=4.0, pitch_hz=220.0 * 3, seed=1234)  # genre "c"'s pitch, a new clip
     (tmp_path / "broken.wav").write_bytes(b"not audio at all")
-    result = run(["-m", "models.predict", str(model), str(tmp_path / "broken.wav"), str(clip)], search["env"])
+    result = run(["predict.py", str(model), str(tmp_path / "broken.wav"), str(clip)], search["env"])
     assert result.returncode == 1  # one file failed, the other still printed
     assert result.stdout.splitlines()[0].startswith(f"{clip}: c ")
     assert [line for line in result.stderr.splitlines() if "broken.wav" in line] == [

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +19,40 @@ import models
 from common.errors import UserError
 from features.settings import FeatureSetting
 from features.store import FitData, SplitArrays
-from training import EpochMetrics, TrainingDiverged, TrainingState, TrialConfig, evaluate_clips, fit
-from training.config import ScheduleConfig
-from training.schedules import Plateau, learning_rate, plateau_update
-from training.segments import eval_segments, random_crops
+from training import EpochMetrics, TrainingDiverged, TrainingState, TrialConfig, evaluate_clips, fit, predict_clips
+from training.config import OptimizerConfig, ScheduleConfig
+from training.optim import make_optimizer
+from training.saved_model import NO_LABEL, load_model, save_model
+from training.schedules import Plateau, Schedule, plateau_update
+from training.segments import eval_segments, prepare_split, random_crops
 
+REPO = Path(__file__).resolve().parent.parent
 N_CLASSES, N_BINS, N_FRAMES = 8, 64, 200
 SETTING = FeatureSetting(n_bins=N_BINS)  # 22050 Hz, hop 512: 43 frames per second
 SMALL_MODEL = {"arch": "cnn1d", "params": {"depth": 2, "channels": 16, "dropout": 0.2}}
-TIMING = ("epoch_seconds", "prep_seconds")
+TIMING = ("epoch_seconds",)
+
+HOMEWORK_BASELINE = {
+    "features": {
+        "kind": "mel",
+        "sample_rate": 22050,
+        "n_fft": 1024,
+        "hop_length": 512,
+        "n_bins": 128,
+        "compression": "log10_1p",
+    },
+    "model": {"arch": "baseline"},
+    "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 0},
+    "schedule": {"name": "plateau", "factor": 0.2, "patience": 3},
+    "training": {
+        "segment_seconds": 23.78,
+        "segments_per_clip": 1,
+        "batch_size": 4,
+        "max_epochs": 100,
+        "min_lr": 1e-5,
+        "eval_overlap": 0.0,
+    },
+}
 
 
 def make_split(seed: int, clips_per_class: int, n_bins: int = N_BINS, n_frames: int = N_FRAMES) -> SplitArrays:
@@ -87,7 +115,7 @@ def make_config(**sections: dict) -> dict:
 
 
 def curves(history: list[EpochMetrics]) -> list[dict]:
-    """Metrics without the wall-clock fields, which differ run to run."""
+    """Metrics without the wall-clock field, which differs run to run."""
     return [{k: v for k, v in m.to_dict().items() if k not in TIMING} for m in history]
 
 
@@ -165,16 +193,44 @@ def test_plateau_reduces_after_patience_epochs_without_improvement():
 
 @pytest.mark.parametrize("name", ["cosine", "onecycle"])
 def test_annealing_schedules_end_at_min_lr(name):
-    schedule = ScheduleConfig(name=name)
-    rates = [learning_rate(schedule, 0.1, 1e-4, step, 100, 5) for step in range(500)]
+    schedule = Schedule(ScheduleConfig(name=name), 0.1, 1e-4, steps_per_epoch=100, max_epochs=5)
+    rates = [schedule.lr(step) for step in range(500)]
     assert max(rates) == pytest.approx(0.1, rel=1e-3) and min(rates) >= 1e-4
     assert 1e-4 <= rates[-1] < 1.1e-4
 
 
 def test_warmup_ramps_linearly():
-    schedule = ScheduleConfig(name="none", warmup_epochs=2)
-    rates = [learning_rate(schedule, 1.0, 0.0, step, 5, 10) for step in range(12)]
+    schedule = Schedule(ScheduleConfig(name="none", warmup_epochs=2), 1.0, 0.0, steps_per_epoch=5, max_epochs=10)
+    rates = [schedule.lr(step) for step in range(12)]
     assert rates[:10] == pytest.approx([(s + 1) / 10 for s in range(10)]) and rates[10:] == [1.0, 1.0]
+
+
+def test_step_schedule_multiplies_by_factor_every_step_size_epochs_and_stops_below_min_lr():
+    config = ScheduleConfig(name="step", factor=0.5, step_size=2)
+    schedule = Schedule(config, 0.1, 0.02, steps_per_epoch=3, max_epochs=20)
+    per_epoch = [[schedule.lr(epoch * 3 + step) for step in range(3)] for epoch in range(8)]
+    expected = [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125]
+    assert per_epoch == [pytest.approx([rate] * 3) for rate in expected]
+    assert [schedule.ends_training(epoch * 3) for epoch in range(8)] == [False] * 6 + [True] * 2
+
+
+def test_plateau_rate_follows_the_plateau_scale_only():
+    schedule = Schedule(ScheduleConfig(name="plateau"), 0.1, 1e-3, steps_per_epoch=4, max_epochs=5)
+    assert [schedule.lr(step, 0.2) for step in (0, 7, 19)] == pytest.approx([0.02] * 3)
+    assert not schedule.ends_training(12, 0.02) and schedule.ends_training(12, 0.002)
+
+
+def test_weight_decay_shrinks_weights_but_not_biases_or_norm_scales():
+    model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.Flatten(), nn.Linear(8, 2))
+    model[1].weight.data.uniform_(0.5, 1.5)  # norm scales start at exactly 1 otherwise
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = make_optimizer(model, OptimizerConfig(name="sgd", lr=1.0, momentum=0.0, weight_decay=0.1))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no data gradient: only the decay moves anything
+    optimizer.step()
+    decayed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert decayed == {"0.weight", "3.weight"}  # kernels and matrices; not biases, not 1.weight (norm scale)
+    torch.testing.assert_close(model[0].weight, before["0.weight"] * 0.9)
 
 
 def test_eval_segments_cover_each_clip_with_the_last_aligned_to_its_end():
@@ -228,6 +284,40 @@ def test_evaluate_clips_averages_segment_probabilities_per_clip():
     assert result.loss == pytest.approx(np.mean(losses), rel=1e-4)
 
 
+def test_clip_probabilities_need_no_labels():
+    data = make_data(per_class=(1, 1))
+    model = models.build_model("cnn1d", SMALL_MODEL["params"], N_BINS, N_CLASSES).eval()
+    labelled = evaluate_clips(model, data.valid, data.mean, data.std, segment_frames=43, overlap=0.5)
+    unknown = replace(data.valid, labels=np.full(len(data.valid), NO_LABEL))  # an index nothing may read
+    prepared = prepare_split(unknown, data.mean, data.std, torch.device("cpu"), 43)
+    np.testing.assert_array_equal(predict_clips(model, prepared, 43, 0.5), labelled.clip_probs)
+
+
+# --- saved models --------------------------------------------------------------------------------
+
+
+def test_saved_model_round_trips_and_classifies_like_the_evaluation(data, tmp_path: Path):
+    config = TrialConfig.from_dict(make_config(training={"max_epochs": 1}))
+    result = fit(config, data, device="cpu")
+    save_model(tmp_path / "m.pt", result.best_state, config, data.classes, (data.mean, data.std), {"seed": 0})
+    saved = load_model(tmp_path / "m.pt")
+    assert saved.config == config and saved.classes == data.classes and saved.about == {"seed": 0}
+    expected = evaluate_clips(result.model, data.valid, data.mean, data.std, config.segment_frames, 0.5)
+    for clip in (0, 3):  # clip 0 is shorter than a segment
+        features = data.valid.features[clip, :, : data.valid.lengths[clip]]
+        np.testing.assert_allclose(saved.probabilities(features), expected.clip_probs[clip], rtol=1e-5)
+
+
+def test_models_import_neither_training_nor_features():
+    script = (
+        "import importlib, pkgutil, sys, models\n"
+        "for module in pkgutil.iter_modules(models.__path__): importlib.import_module(f'models.{module.name}')\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'training', 'features', 'search', 'reporting'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 # --- fit -----------------------------------------------------------------------------------------
 
 
@@ -239,6 +329,41 @@ def test_fit_learns(data):
     assert result.best.valid_clip_acc == max(m.valid_clip_acc for m in result.history)
     assert result.stop_reason == "max_epochs"
     assert all(t.device.type == "cpu" for t in result.best_state.values())
+
+
+def test_callback_returning_true_stops_after_that_epoch(data):
+    seen = []
+
+    def stop_at_two(metrics: EpochMetrics, state: TrainingState) -> bool | None:
+        seen.append(metrics.epoch)
+        return True if metrics.epoch == 2 else None  # None: go on
+
+    result = fit(make_config(training={"max_epochs": 5}), data, stop_at_two, device="cpu")
+    assert seen == [1, 2] and [m.epoch for m in result.history] == [1, 2]
+    assert result.stop_reason == "callback"
+    full = fit(make_config(training={"max_epochs": 5}), data, device="cpu")
+    assert curves(result.history) == curves(full.history[:2])  # stopping changes nothing before it
+
+
+def test_fit_without_validation_never_reads_the_valid_split(data):
+    unreadable = SplitArrays(np.zeros((0, 3, 5), np.float16), np.zeros(0, np.int32), np.zeros(0, np.int64), ())
+    # A rate too small to learn: the training loss moves by chance, so some epochs do not improve it.
+    config = make_config(
+        optimizer={"name": "sgd", "lr": 1e-9},
+        schedule={"name": "plateau", "patience": 0, "factor": 0.5},
+        training={"max_epochs": 6, "min_lr": 1e-12},
+    )
+    result = fit(config, replace(data, valid=unreadable), device="cpu", validate=False)
+    assert all(m.valid_loss is m.valid_clip_acc is m.valid_segment_acc is None for m in result.history)
+    assert result.best_epoch == 6 and result.stop_reason == "max_epochs"
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(result.best_state[key], value.cpu()), key  # the last weights are kept
+    # The plateau schedule watches the training loss, the only loss such a run has.
+    plateau, rates = Plateau(), []
+    for metrics in result.history:
+        rates.append(1e-9 * plateau.scale)
+        plateau = plateau_update(plateau, metrics.train_loss, factor=0.5, patience=0)
+    assert [m.lr for m in result.history] == pytest.approx(rates) and min(rates) < 1e-9
 
 
 def test_same_seed_gives_identical_metrics(data):
@@ -295,7 +420,7 @@ def test_resume_rejects_another_model(data, tmp_path: Path):
     states: list[TrainingState] = []
     fit(make_config(training={"max_epochs": 1}), data, lambda m, s: states.append(s), device="cpu")
     other = make_config(model={"params": {"depth": 3, "channels": 16}})
-    with pytest.raises(UserError, match="resume.*model"):
+    with pytest.raises(UserError, match=r"resume: the checkpoint's model\.params\.depth \(2\) differs .* \(3\)"):
         fit(other, data, device="cpu", resume=states[0])
 
 
@@ -365,40 +490,21 @@ def test_each_optimizer_runs(data, name):
 
 
 @pytest.mark.parametrize("name", ["plateau", "cosine", "onecycle", "step", "none"])
-def test_each_schedule_runs(data, name):
-    config = make_config(schedule={"name": name, "step_size": 1, "warmup_epochs": 1}, training={"max_epochs": 2})
+def test_each_schedule_sets_the_rate_of_every_step(data, name):
+    config = TrialConfig.from_dict(
+        make_config(schedule={"name": name, "step_size": 1, "warmup_epochs": 1}, training={"max_epochs": 2})
+    )
     history = fit(config, data, device="cpu").history
-    assert len(history) == 2 and all(m.lr > 0 for m in history)
+    steps = len(data.train) * config.training.segments_per_clip // config.training.batch_size
+    schedule = Schedule.of(config, steps)  # no plateau reduction within 2 epochs (patience 3)
+    assert [m.lr for m in history] == pytest.approx([schedule.lr(steps - 1), schedule.lr(2 * steps - 1)])
 
 
 def test_all_augmentations_run(data):
     augment = {"time_masks": 2, "time_mask_frames": 10, "freq_masks": 2, "freq_mask_bins": 8}
     config = make_config(augment={**augment, "mixup_alpha": 0.4, "gain_db": 6.0}, training={"max_epochs": 1})
     (metrics,) = fit(config, data, device="cpu").history
-    assert math.isfinite(metrics.train_loss) and metrics.prep_seconds > 0
-
-
-HOMEWORK_BASELINE = {
-    "features": {
-        "kind": "mel",
-        "sample_rate": 22050,
-        "n_fft": 1024,
-        "hop_length": 512,
-        "n_bins": 128,
-        "compression": "log10_1p",
-    },
-    "model": {"arch": "baseline"},
-    "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 0},
-    "schedule": {"name": "plateau", "factor": 0.2, "patience": 3},
-    "training": {
-        "segment_seconds": 23.78,
-        "segments_per_clip": 1,
-        "batch_size": 4,
-        "max_epochs": 100,
-        "min_lr": 1e-5,
-        "eval_overlap": 0.0,
-    },
-}
+    assert math.isfinite(metrics.train_loss)
 
 
 def test_homework_baseline_config_runs():
@@ -424,7 +530,6 @@ def test_fit_on_cuda_follows_the_cpu_run(data, tmp_path: Path):
     assert next(gpu.model.parameters()).is_cuda
     for on_cpu, on_gpu in zip(cpu.history, gpu.history):
         assert on_gpu.train_loss == pytest.approx(on_cpu.train_loss, rel=0.05)
-        assert on_gpu.prep_seconds > 0
     assert all(t.device.type == "cpu" for t in states[0].model.values())
     states[0].save(tmp_path / "state.pt")
     resumed = fit(config, data, device="cuda", resume=TrainingState.load(tmp_path / "state.pt"))

@@ -9,8 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from common.errors import UserError
-from common.typed import from_dict, to_dict
+from common.typed import from_dict, require, to_dict
 from features.settings import FeatureSetting
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
@@ -22,18 +21,7 @@ ScheduleName = Literal["plateau", "cosine", "onecycle", "step", "none"]
 GAIN_UNITS_PER_DB = {"db": 1.0, "log10_1p": 0.1}
 
 
-def _fail(key: str, value: Any, why: str) -> UserError:
-    return UserError(f"{key}: {value!r} {why}")
-
-
-def _positive(key: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise _fail(key, value, "must be a positive number")
-
-
-def _non_negative(key: str, value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise _fail(key, value, "must be zero or positive")
+POSITIVE, NON_NEGATIVE = "must be a positive number", "must be zero or positive"
 
 
 @dataclass(frozen=True)
@@ -44,8 +32,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.params, dict):
-            raise _fail("model.params", self.params, "must be a mapping of hyperparameters")
+        require(isinstance(self.params, dict), "model.params", self.params, "must be a mapping of hyperparameters")
         object.__setattr__(self, "params", dict(self.params))  # a copy: the config stays frozen
 
 
@@ -63,13 +50,13 @@ class OptimizerConfig:
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        _positive("optimizer.lr", self.lr)
-        _non_negative("optimizer.weight_decay", self.weight_decay)
-        _non_negative("optimizer.l1", self.l1)
-        if not 0.0 <= self.momentum < 1.0:
-            raise _fail("optimizer.momentum", self.momentum, "must be in [0, 1)")
-        if self.name == "sgd" and self.nesterov and self.momentum == 0:
-            raise _fail("optimizer.nesterov", self.nesterov, "needs optimizer.momentum > 0")
+        require(math.isfinite(self.lr) and self.lr > 0, "optimizer.lr", self.lr, POSITIVE)
+        for key in ("weight_decay", "l1"):
+            value = getattr(self, key)
+            require(math.isfinite(value) and value >= 0, f"optimizer.{key}", value, NON_NEGATIVE)
+        require(0.0 <= self.momentum < 1.0, "optimizer.momentum", self.momentum, "must be in [0, 1)")
+        nesterov_ok = not (self.name == "sgd" and self.nesterov and self.momentum == 0)
+        require(nesterov_ok, "optimizer.nesterov", self.nesterov, "needs optimizer.momentum > 0")
 
 
 @dataclass(frozen=True)
@@ -89,14 +76,11 @@ class ScheduleConfig:
     warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.factor < 1.0:
-            raise _fail("schedule.factor", self.factor, "must be in (0, 1): it multiplies the learning rate")
-        if self.patience < 0:
-            raise _fail("schedule.patience", self.patience, "must be zero or positive")
-        if self.step_size < 1:
-            raise _fail("schedule.step_size", self.step_size, "must be at least 1 epoch")
-        if self.warmup_epochs < 0:
-            raise _fail("schedule.warmup_epochs", self.warmup_epochs, "must be zero (off) or positive")
+        why_factor = "must be in (0, 1): it multiplies the learning rate"
+        require(0.0 < self.factor < 1.0, "schedule.factor", self.factor, why_factor)
+        require(self.patience >= 0, "schedule.patience", self.patience, NON_NEGATIVE)
+        require(self.step_size >= 1, "schedule.step_size", self.step_size, "must be at least 1 epoch")
+        require(self.warmup_epochs >= 0, "schedule.warmup_epochs", self.warmup_epochs, "must be zero (off) or positive")
 
 
 @dataclass(frozen=True)
@@ -110,13 +94,12 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive("training.segment_seconds", self.segment_seconds)
+        seconds = self.segment_seconds
+        require(math.isfinite(seconds) and seconds > 0, "training.segment_seconds", seconds, POSITIVE)
         for key in ("segments_per_clip", "batch_size", "max_epochs"):
-            if getattr(self, key) < 1:
-                raise _fail(f"training.{key}", getattr(self, key), "must be at least 1")
-        _non_negative("training.min_lr", self.min_lr)
-        if not 0.0 <= self.eval_overlap < 1.0:
-            raise _fail("training.eval_overlap", self.eval_overlap, "must be in [0, 1)")
+            require(getattr(self, key) >= 1, f"training.{key}", getattr(self, key), "must be at least 1")
+        require(math.isfinite(self.min_lr) and self.min_lr >= 0, "training.min_lr", self.min_lr, NON_NEGATIVE)
+        require(0.0 <= self.eval_overlap < 1.0, "training.eval_overlap", self.eval_overlap, "must be in [0, 1)")
 
     def segment_frames(self, setting: FeatureSetting) -> int:
         """Frames in one segment of `setting`'s features (at least 1)."""
@@ -144,10 +127,10 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         for key in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"):
-            if getattr(self, key) < 0:
-                raise _fail(f"augment.{key}", getattr(self, key), "must be zero (off) or positive")
-        _non_negative("augment.mixup_alpha", self.mixup_alpha)
-        _non_negative("augment.gain_db", self.gain_db)
+            require(getattr(self, key) >= 0, f"augment.{key}", getattr(self, key), "must be zero (off) or positive")
+        for key in ("mixup_alpha", "gain_db"):
+            value = getattr(self, key)
+            require(math.isfinite(value) and value >= 0, f"augment.{key}", value, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -162,16 +145,13 @@ class TrialConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if self.optimizer.lr <= self.training.min_lr:
-            raise UserError(
-                f"optimizer.lr: {self.optimizer.lr!r} must be above training.min_lr "
-                f"({self.training.min_lr!r}), or training would stop before it starts"
-            )
-        if self.augment.gain_db > 0 and self.features.compression not in GAIN_UNITS_PER_DB:
-            raise UserError(
-                f"augment.gain_db: {self.augment.gain_db!r} needs mel features (a gain in dB has no "
-                f"simple effect on {self.features.kind} features); set it to 0"
-            )
+        lr, min_lr = self.optimizer.lr, self.training.min_lr
+        why_lr = f"must be above training.min_lr ({min_lr!r}), or training would stop before it starts"
+        require(lr > min_lr, "optimizer.lr", lr, why_lr)
+        gain = self.augment.gain_db
+        kind = self.features.kind
+        why_gain = f"needs mel features (a gain in dB has no simple effect on {kind} features); set it to 0"
+        require(gain == 0 or self.features.compression in GAIN_UNITS_PER_DB, "augment.gain_db", gain, why_gain)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrialConfig:

@@ -1,6 +1,8 @@
 """Clip-level evaluation: each clip is cut into overlapping segments covering it, the model's
 segment probabilities are averaged per clip, and the clip's prediction is the most probable class.
-Used by `fit()` on the validation split, and by the report (test split) and predictions."""
+The probabilities need no labels (`predict_clips`: prediction uses it); accuracy and loss are
+computed on top of them where labels exist (`evaluate_clips`: `fit()` on the validation split,
+the report on validation and test)."""
 
 from __future__ import annotations
 
@@ -49,11 +51,29 @@ def evaluate_clips(
     return evaluate_prepared(model, prepared, segment_frames, overlap, batch_size)
 
 
-@torch.no_grad()
 def evaluate_prepared(
     model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int
 ) -> ClipEvaluation:
     """`evaluate_clips` on a split already normalised on the device (what `fit()` keeps)."""
+    log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size)
+    return summarise(log_probs, clips, split.labels.cpu(), len(split))
+
+
+def predict_clips(
+    model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int = 64
+) -> np.ndarray:
+    """(clips, classes) probabilities of the clips of `split`, normalised on the device, whose
+    labels are not read: what prediction uses on audio of unknown genre."""
+    log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size)
+    return clip_probabilities(log_probs, clips, len(split)).numpy()
+
+
+@torch.no_grad()
+def segment_log_probs(
+    model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities (segments, classes) of the segments covering every clip, float64 on the
+    CPU, and each segment's clip index (segments,). Reads the frames and lengths only."""
     clips_np, starts_np = eval_segments(split.lengths, segment_frames, overlap)
     device = split.frames.device
     clips, starts = torch.as_tensor(clips_np, device=device), torch.as_tensor(starts_np, device=device)
@@ -68,18 +88,23 @@ def evaluate_prepared(
     finally:
         model.train(was_training)
     # Summing on the CPU in float64 keeps the per-clip sums exact enough and deterministic.
-    log_probs = torch.cat(parts).cpu().double()
-    return summarise(log_probs, torch.from_numpy(clips_np), split.labels.cpu(), len(split))
+    return torch.cat(parts).cpu().double(), torch.from_numpy(clips_np)
+
+
+def clip_probabilities(log_probs: torch.Tensor, clips: torch.Tensor, n_clips: int) -> torch.Tensor:
+    """(clips, classes): the mean of each clip's segment probabilities."""
+    counts = torch.bincount(clips, minlength=n_clips).to(log_probs.dtype)
+    sums = torch.zeros(n_clips, log_probs.shape[1], dtype=log_probs.dtype).index_add_(0, clips, log_probs.exp())
+    return sums / counts[:, None]
 
 
 def summarise(log_probs: torch.Tensor, clips: torch.Tensor, labels: torch.Tensor, n_clips: int) -> ClipEvaluation:
-    """Per-clip averages of segment `log_probs` (segments, classes) belonging to `clips` (segments,)."""
+    """Accuracies and loss of segment `log_probs` (segments, classes) belonging to `clips`
+    (segments,), on top of the clip probabilities, against the clips' `labels`."""
+    probs = clip_probabilities(log_probs, clips, n_clips)
     counts = torch.bincount(clips, minlength=n_clips).to(log_probs.dtype)
     segment_labels = labels[clips]
     segment_loss = -log_probs.gather(1, segment_labels[:, None]).squeeze(1)
-    n_classes = log_probs.shape[1]
-    probs = torch.zeros(n_clips, n_classes, dtype=log_probs.dtype).index_add_(0, clips, log_probs.exp())
-    probs /= counts[:, None]
     clip_loss = torch.zeros(n_clips, dtype=log_probs.dtype).index_add_(0, clips, segment_loss) / counts
     return ClipEvaluation(
         clip_probs=probs.numpy(),

@@ -1,18 +1,13 @@
-"""Genres of audio files from a model saved by the report (`report/model-seed0.pt`):
+"""A trained model on disk, as the report saves it (`report/model-seed0.pt`) and `predict.py`
+reads it.
 
-    python -m models.predict MODEL song.wav [more.wav ...] [--top K]
-
-The model file holds plain containers and tensors only (read with ``torch.load(weights_only=True)``,
-so opening one cannot run code): the trial config that built the network, its weights, the class
-names, the feature setting and the training split's normalisation statistics. Each audio file gets
-the features the model was trained on, cut into the same overlapping segments as validation, and
-the segments' probabilities averaged (`training.evaluate_clips` on a one-clip split).
+The file holds plain containers and tensors only (read with ``torch.load(weights_only=True)``, so
+opening one cannot run code): the trial config that built the network, its weights, the class
+names, the feature setting and the training split's normalisation statistics.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +16,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.errors import UserError, exit_on_user_error
-from features.compute import DecodeError, compute_features, decode, plan_stfts
+from common.errors import UserError
 from features.settings import FeatureSetting
 from features.store import SplitArrays
 from models.registry import build_model
 from training.config import TrialConfig
-from training.evaluate import evaluate_clips
+from training.evaluate import predict_clips
+from training.segments import prepare_split
 
 MODEL_FORMAT = "genre-search-model"
 MODEL_FORMAT_VERSION = 1
 REQUIRED_KEYS = ("config", "classes", "setting", "mean", "std", "state_dict")
+# prepare_split takes labelled arrays; a clip of unknown genre gets this label, which nothing reads
+# (predict_clips never looks at labels) and which would fail loudly as an index if anything did.
+NO_LABEL = -1
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,14 @@ class SavedModel:
     @property
     def setting(self) -> FeatureSetting:
         return self.config.features
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(classes,) probabilities of one clip from its stored features (bins, frames): cut into the
+        segments validation and test use, their probabilities averaged."""
+        clip = SplitArrays(features[None], np.array([features.shape[1]]), np.array([NO_LABEL]), ("",))
+        segment_frames = self.config.segment_frames
+        prepared = prepare_split(clip, self.mean, self.std, torch.device("cpu"), segment_frames)
+        return predict_clips(self.model, prepared, segment_frames, self.config.training.eval_overlap)[0]
 
 
 def save_model(
@@ -129,59 +135,3 @@ def _read_payload(path: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path}: model file does not match: missing {', '.join(missing)}")
     return payload
-
-
-def clip_probabilities(saved: SavedModel, path: Path) -> np.ndarray:
-    """(classes,) probabilities for one audio file: its segments' probabilities, averaged.
-
-    Raises `DecodeError` or `OSError` for a file that cannot be read as audio."""
-    setting = saved.setting
-    audio = decode(path, {setting.sample_rate})
-    features = compute_features(audio, plan_stfts([setting.original]))[setting.original.name]
-    # A one-clip split, so segmenting and averaging are exactly those of validation and test.
-    clip = SplitArrays(
-        features=features[None],
-        lengths=np.array([features.shape[1]], dtype=np.int32),
-        labels=np.zeros(1, dtype=np.int64),  # unknown; only the loss would use it
-        clip_ids=(str(path),),
-    )
-    segment_frames, overlap = saved.config.segment_frames, saved.config.training.eval_overlap
-    return evaluate_clips(saved.model, clip, saved.mean, saved.std, segment_frames, overlap).clip_probs[0]
-
-
-def top_genres(saved: SavedModel, probs: np.ndarray, top: int) -> list[tuple[str, float]]:
-    order = np.argsort(-probs, kind="stable")[:top]
-    return [(saved.classes[i], float(probs[i])) for i in order]
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="a model file written by report.py (report/model-seed0.pt)")
-    parser.add_argument("audio", nargs="+", help="audio files (wav, au, flac, mp3, ...)")
-    parser.add_argument("--top", type=int, default=3, help="genres to print per file (default 3)")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.top < 1:
-        raise UserError(f"--top must be at least 1, got {args.top}")
-    saved = load_model(args.model)
-    failed = 0
-    for name in args.audio:
-        try:
-            probs = clip_probabilities(saved, Path(name))
-        except (DecodeError, OSError) as err:
-            # One bad file must not hide the others' predictions.
-            print(f"error: {name}: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        ranked = ", ".join(f"{genre} {p:.3f}" for genre, p in top_genres(saved, probs, args.top))
-        print(f"{name}: {ranked}", flush=True)
-    if failed:
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
