@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.experiment import read_metadata
+from common.experiment import REPORT_DIR, read_metadata
 from features.store import FeatureStore
 from reporting import figures
 from reporting.baselines import REPORT_JSON, baseline_experiment, homework_baseline
@@ -24,7 +24,6 @@ from reporting.trials import BestTrial, best_trial, load_trials, search_numbers
 from training import TrialConfig
 from training.fit import choose_device
 
-REPORT_DIR = "report"
 REPORT_FILE = "report.md"
 
 

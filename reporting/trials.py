@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from common.errors import UserError
+from common.experiment import search_seconds, start_time
 from search.leaderboard import METRIC, trial_rows
 from training.config import trial_config
 
@@ -131,10 +131,7 @@ def _wall_seconds(table: pd.DataFrame, metadata: dict[str, Any]) -> float:
     """The search's own clock (experiment.json's `search_seconds`, one entry per run: a resumed
     search adds one). Older or interrupted experiments lack it: then from the recorded start to the
     last result any trial reported (Ray's whole-second timestamps); NaN when that is missing too."""
-    if metadata.get("search_seconds"):
-        return float(sum(metadata["search_seconds"]))
-    try:
-        started = datetime.strptime(metadata["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
-    return float(table["last_report"].max() - started)
+    seconds, started = search_seconds(metadata), start_time(metadata)
+    if seconds is not None:
+        return seconds
+    return float("nan") if started is None else float(table["last_report"].max() - started)

@@ -9,11 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from common.experiment import BEST_CONFIG_FILE, LEADERBOARD_FILE
 from training.config import trial_config
 
 METRIC = "valid_clip_acc"
-LEADERBOARD_FILE = "leaderboard.csv"
-BEST_CONFIG_FILE = "best_config.json"
 
 
 def trial_rows(results: Any, max_epochs: int) -> pd.DataFrame:
