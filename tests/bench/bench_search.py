@@ -34,7 +34,7 @@ search: {num_samples: 16, max_epochs: 2, scheduler: fifo, cpus_per_trial: 1}
 
 def search(space: Path, data: str | None, storage: Path, name: str) -> tuple[pd.DataFrame, dict]:
     try:
-        folder = run_search(SearchRequest(space=str(space), data=data, storage=str(storage), name=name))
+        folder = run_search(SearchRequest(space=str(space), data=data, storage=str(storage), name=name)).local_dir
     finally:
         ray.shutdown()
     metadata = json.loads((folder / "experiment.json").read_text())
