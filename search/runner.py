@@ -91,7 +91,7 @@ class ResumableOptunaSearch(OptunaSearch):
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         super().restore_from_dir(checkpoint_dir)
         known = {trial.number for trial in self._ot_trials.values()}
-        running = self._ot_study.get_trials(deep=False, states=(optuna.trial.TrialState.RUNNING,))
+        running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         for trial in running:
             if trial.number not in known:
                 self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
