@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
@@ -301,6 +302,35 @@ def test_build_stores_only(
     printed = [line for line in capsys.readouterr().out.splitlines() if line.endswith(".h5")]
     assert len(printed) == 2 and all(Path(p).is_absolute() and Path(p).is_file() for p in printed)
     assert sorted(FeatureStore(Path(p)).setting.hop_length for p in printed) == [512, 1024]
+
+
+def test_restored_searcher_fails_the_study_trials_it_never_knew(tmp_path: Path) -> None:
+    """The study (SQLite) records a trial at once; Ray snapshots the searcher every few seconds. A
+    trial asked for between the last snapshot and a killed driver is resumed by no one: closed."""
+    space = load_space(tiny_space(tmp_path, num_samples=2, max_epochs=1))
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+
+    def searcher() -> runner.ResumableOptunaSearch:
+        storage = optuna.storages.RDBStorage(url)
+        sampler = runner.SpaceSampler(space)
+        return runner.ResumableOptunaSearch(sampler, "valid_clip_acc", mode="max", study_name="s", storage=storage)
+
+    first = searcher()
+    first.suggest("kept")  # in Ray's snapshot: Ray resumes this trial
+    first.save_to_dir(str(tmp_path), session_str="snapshot")
+    first.suggest("lost")  # asked after the snapshot, then the driver was killed
+    searcher().restore_from_dir(str(tmp_path))
+    states = [trial.state for trial in optuna.load_study(study_name="s", storage=url).trials]
+    assert states == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL]
+
+
+def test_trial_folders_ray_did_not_resume_are_set_aside(tmp_path: Path) -> None:
+    for name in ("cnn2d_adam_mel_1", "cnn2d_adam_mel_2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "params.json").write_text("{}")
+    runner._set_orphans_aside(tmp_path, [SimpleNamespace(path=str(tmp_path / "cnn2d_adam_mel_1"))])
+    assert [folder.name for folder in experiments.trial_folders(tmp_path)] == ["cnn2d_adam_mel_1"]
+    assert (tmp_path / "orphaned-trials" / "cnn2d_adam_mel_2" / "params.json").is_file()
 
 
 def _recorded_experiment(storage: Path, data: Path) -> experiments.Experiment:
