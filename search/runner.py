@@ -107,9 +107,7 @@ def run_search(request: SearchRequest) -> SearchOutcome:
     stores = build_stores(dataset, space.feature_settings(), default_stores_dir(dataset.root))
     restore = request.resume and experiments.has_run_state(experiment)
     if request.resume and not restore:
-        # Killed before Ray saved its first snapshot: no trial can be continued, so it starts over.
-        print(f"experiment {experiment.name}: its first start was cut short; starting its search again")
-        experiments.clear_run_state(experiment.local_dir)
+        _start_again(experiment)
     with _removed_if_start_fails(experiment, new=not request.resume):
         if not request.resume:
             search = dataclasses.asdict(space.search)
@@ -117,7 +115,10 @@ def run_search(request: SearchRequest) -> SearchOutcome:
         _start_ray(request.address)
         tuner = _tuner(experiment, space, stores, restore)
     with _wall_clock(experiment.local_dir):
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before Ray Tune took the signal over
+            return SearchOutcome(experiment.local_dir, True, resume_command(experiment))
     stopped = len(results) < space.search.num_samples or results.num_terminated + results.num_errors < len(results)
     _set_orphans_aside(experiment.local_dir, results)
     _summarize(results, experiment.local_dir, space.search.max_epochs)
@@ -174,6 +175,18 @@ def _recorded_dataset(experiment: experiments.Experiment, data: str | None) -> D
             "resuming would score trials on other data; start a new search instead"
         )
     return dataset
+
+
+def _start_again(experiment: experiments.Experiment) -> None:
+    """A driver killed before Ray's first snapshot of the run left nothing to restore (no trial
+    runs before that snapshot): the search starts over. Trial folders there mean another cause."""
+    if experiments.trial_folders(experiment.local_dir):
+        raise UserError(
+            f"experiment {experiment.local_dir} has trial folders but no saved Ray Tune run "
+            f"({experiments.TUNER_FILE}, {experiments.RUN_STATE_PATTERN}) to resume: start a new search"
+        )
+    print(f"experiment {experiment.name}: its first start was cut short; starting its search again")
+    experiments.clear_run_state(experiment.local_dir)
 
 
 @contextmanager
@@ -252,8 +265,8 @@ def auth_token_file() -> Path:
 def _keep_token_private() -> None:
     """Ray writes a new token file with the default permissions (readable by every user): make it
     the owner's alone, creating it first (as Ray would: 256 random bits in hex) when it is missing."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return  # the token is in the environment, not in a file
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN"):
+        return  # no token (authentication turned off), or not in a file
     path = auth_token_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -275,7 +275,7 @@ def test_resume_of_a_start_cut_short_starts_it(
     `--resume` starts the search (there is nothing to restore) instead of failing on tuner.pkl."""
     experiment = _recorded_experiment(tmp_path, tiny_data)
     (experiment.local_dir / "tuner.pkl").write_bytes(b"")  # a Tuner saved, no snapshot of its run
-    (experiment.local_dir / "cnn2d_adam_mel_0001").mkdir()
+    (experiment.local_dir / "study.sqlite").write_bytes(b"")
     started: list[bool] = []
 
     def tuner(experiment, space, stores, restore: bool) -> None:
