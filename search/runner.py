@@ -169,9 +169,10 @@ def _recorded_dataset(experiment: experiments.Experiment, data: str | None) -> D
     if not recorded.root.is_dir():
         raise UserError(f"{where}, which is gone: put the data back there to resume")
     dataset = load_dataset(recorded.root)
-    if dataset.fingerprint() != recorded.fingerprint:
+    now = dataset.fingerprint()
+    if now != recorded.fingerprint:
         raise UserError(
-            f"{where} (fingerprint {recorded.fingerprint}); it has changed since (now {dataset.fingerprint()}): "
+            f"{where} (fingerprint {recorded.fingerprint}); it has changed since (now {now}): "
             "resuming would score trials on other data; start a new search instead"
         )
     return dataset
