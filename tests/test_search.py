@@ -206,7 +206,10 @@ def test_interrupted_and_killed_search_resumes(tiny_data: Path, tmp_path: Path) 
     assert not (folder / "leaderboard.csv").exists(), "the driver should have been killed mid-search"
 
     with open(tmp_path / "stopped.log", "w") as log:
+        snapshots = _run_snapshots(folder)
         driver = subprocess.Popen(resume, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        # The killed driver's workers may still write a checkpoint or two: first wait for this run.
+        _wait_for(lambda: _run_snapshots(folder) > snapshots, driver)
         reported = _epochs_reported(folder)
         _wait_for(lambda: _epochs_reported(folder) > reported, driver)
         driver.send_signal(signal.SIGINT)  # Ctrl-C
@@ -354,6 +357,11 @@ def _epochs_reported(folder: Path) -> int:
     """Epochs reported by all trials so far: one checkpoint each, written at once to the trial's
     folder (Ray copies its result files there from the driver only every so often)."""
     return len(list(folder.glob("*/checkpoint_*")))
+
+
+def _run_snapshots(folder: Path) -> int:
+    """Ray's snapshots of the run: each run of the search (first, resumed) writes one of its own."""
+    return len(list(folder.glob("experiment_state-*.json")))
 
 
 def _trials_with_results(folder: Path) -> list[str]:
