@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> ReportRequest:
     parser.add_argument("--out", help="output folder (default: report/ inside the experiment)")
     parser.add_argument("--storage", help="folder holding experiments (default: runs/ in the project)")
     args = parser.parse_args(argv)
-    return ReportRequest(**{key.replace("-", "_"): value for key, value in vars(args).items()})
+    return ReportRequest(**vars(args))
 
 
 @exit_on_user_error

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from common.errors import exit_on_user_error
-from search.runner import SearchRequest, run_search
+from search.runner import SearchRequest, build_space_stores, run_search
+
+# The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
+STOPPED_EXIT_CODE = 130
 
 
 def parse_args(argv: list[str] | None = None) -> SearchRequest:
@@ -25,15 +29,31 @@ def parse_args(argv: list[str] | None = None) -> SearchRequest:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted search --name")
     parser.add_argument("--cpus-per-trial", type=float, help="overrides search.cpus_per_trial")
     parser.add_argument("--gpus-per-trial", type=float, help="overrides search.gpus_per_trial (CUDA only)")
-    args = parser.parse_args(argv)
-    return SearchRequest(**{key.replace("-", "_"): value for key, value in vars(args).items()})
+    parser.add_argument(
+        "--build-stores-only",
+        action="store_true",
+        help="build (or reuse) the feature stores of --space for --data, print their paths and exit",
+    )
+    return SearchRequest(**vars(parser.parse_args(argv)))
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    experiment = run_search(parse_args(argv))
-    print(f"experiment: {experiment}\nnext: python report.py --experiment {experiment}")
+    request = parse_args(argv)
+    if request.build_stores_only:
+        for path in build_space_stores(request).values():
+            print(path)
+        return
+    try:
+        outcome = run_search(request)
+    except KeyboardInterrupt:
+        print("stopped before the search started", file=sys.stderr)
+        sys.exit(STOPPED_EXIT_CODE)
+    if outcome.stopped:
+        print(f"stopped; resume with: {outcome.resume_command}")
+        sys.exit(STOPPED_EXIT_CODE)
+    print(f"experiment: {outcome.local_dir}\nnext: python report.py --experiment {outcome.local_dir}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,23 @@
-"""An experiment folder: `<storage>/<name>/`, holding Ray Tune's trials, the Optuna study
-(`study.sqlite`), a copy of the space file, and `experiment.json` saying what ran on which data."""
+"""The experiment folder's format, shared by the search and the report: `<storage>/<name>/` holds
+Ray Tune's trials and state, the Optuna study, a copy of the space file, the leaderboard, the best
+config, the report, and `experiment.json` saying what ran on which data and for how long.
+
+This module alone names the folder's files and reads and writes `experiment.json`."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+import pyarrow.fs
 
 from common.errors import UserError
 
@@ -20,6 +28,13 @@ SPACE_COPY = "space.yaml"
 STUDY_FILE = "study.sqlite"
 LEADERBOARD_FILE = "leaderboard.csv"  # one row per trial (common.trials.trial_rows), written by the search
 BEST_CONFIG_FILE = "best_config.json"
+REPORT_DIR = "report"
+STARTED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+# Ray Tune's own files: its Tuner, the snapshots of its run, and a trial's config in each trial folder.
+TUNER_FILE = "tuner.pkl"
+RUN_STATE_PATTERN = "experiment_state-*.json"
+TRIAL_PARAMS_FILE = "params.json"
+ORPHANS_DIR = "orphaned-trials"
 
 
 @dataclass(frozen=True)
@@ -37,13 +52,21 @@ class Experiment:
         return f"sqlite:///{self.local_dir / STUDY_FILE}"
 
 
+@dataclass(frozen=True)
+class RecordedDataset:
+    """The data a search ran on, as its experiment.json records it."""
+
+    root: Path
+    fingerprint: str
+
+
 def is_uri(storage: str) -> bool:
     return "://" in storage
 
 
 def locate(storage: str | None, name: str | None, resume: bool, space_path: Path | None = None) -> Experiment:
     """Where the experiment lives; refuses to reuse a name without `--resume`, or resume nothing.
-    Without a name, a new experiment is named after its space file and the time."""
+    Without a name, a new experiment is named after its space file and the time. Creates nothing."""
     storage = str(storage or DEFAULT_STORAGE)
     if not name:
         if resume or space_path is None:
@@ -57,37 +80,99 @@ def locate(storage: str | None, name: str | None, resume: bool, space_path: Path
         raise UserError(f"experiment {local} not found: nothing to resume")
     if not resume and local.exists() and any(local.iterdir()):
         raise UserError(f"{local} exists and is not an experiment: choose another --name")
-    local.mkdir(parents=True, exist_ok=True)
     storage = storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
     return Experiment(storage, name, local)
 
 
-def write_metadata(experiment: Experiment, space_path: Path, space: Any, dataset: dict, stores: dict) -> None:
-    """Record what the search ran: space, search settings, dataset (with fingerprint), stores."""
+def trial_folders(local_dir: Path) -> list[Path]:
+    """The folders Ray Tune made for trials (those holding a trial's params.json)."""
+    return sorted(p.parent for p in Path(local_dir).glob(f"*/{TRIAL_PARAMS_FILE}"))
+
+
+def has_run_state(experiment: Experiment) -> bool:
+    """Whether Ray Tune saved its Tuner and a snapshot of the run (what `Tuner.restore` needs), in
+    the experiment folder or at its URI."""
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(experiment.uri)
+    found = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    names = [PurePosixPath(info.path).name for info in found]
+    return TUNER_FILE in names and any(fnmatch.fnmatch(name, RUN_STATE_PATTERN) for name in names)
+
+
+def clear_run_state(local_dir: Path) -> None:
+    """Remove all but experiment.json and the space copy: what a start cut short left behind."""
+    for path in Path(local_dir).iterdir():
+        if path.name not in (METADATA_FILE, SPACE_COPY):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def write_metadata(experiment: Experiment, space_path: Path, search: dict, dataset: dict, stores: dict) -> None:
+    """Record what the search runs: space (and a copy of its file), search settings, dataset (with
+    fingerprint), stores. The folder is created here."""
+    experiment.local_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space_path, experiment.local_dir / SPACE_COPY)
     metadata = {
         "name": experiment.name,
         "storage": experiment.storage,
         "space_file": str(space_path),
-        "search": asdict(space.search),
+        "search": search,
         "dataset": dataset,
         "stores": {setting.name: str(path) for setting, path in stores.items()},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": time.strftime(STARTED_FORMAT),
         "command": sys.argv,
+        "search_seconds": [],
     }
-    (experiment.local_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    _write(experiment.local_dir, metadata)
 
 
 def read_metadata(local_dir: Path) -> dict[str, Any]:
     path = Path(local_dir) / METADATA_FILE
     if not path.is_file():
         raise UserError(f"{local_dir} is not an experiment folder (no {METADATA_FILE})")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise UserError(f"{path}: not readable JSON ({err})") from err
 
 
-def record_wall_time(local_dir: Path, seconds: float) -> None:
-    """Add this run's search wall time (a resumed search adds a second entry)."""
+def recorded_dataset(local_dir: Path) -> RecordedDataset:
+    dataset = read_metadata(local_dir).get("dataset") or {}
+    if not dataset.get("root") or not dataset.get("fingerprint"):
+        raise UserError(f"{Path(local_dir) / METADATA_FILE}: dataset.root and dataset.fingerprint are not recorded")
+    return RecordedDataset(Path(dataset["root"]), dataset["fingerprint"])
+
+
+def start_run(local_dir: Path) -> int:
+    """A new run of the search (the first, or a resume): a wall-time entry of its own; its index."""
+    metadata = read_metadata(local_dir)
+    metadata.setdefault("search_seconds", []).append(0.0)
+    _write(local_dir, metadata)
+    return len(metadata["search_seconds"]) - 1
+
+
+def record_wall_time(local_dir: Path, run: int, seconds: float) -> None:
+    """Set run `run`'s wall time so far: recorded while it runs, so a killed run still counts."""
+    metadata = read_metadata(local_dir)
+    metadata["search_seconds"][run] = round(seconds, 2)
+    _write(local_dir, metadata)
+
+
+def search_seconds(metadata: dict[str, Any]) -> float | None:
+    """The search's wall time over all its runs (first and resumed ones); None if not recorded."""
+    runs = metadata.get("search_seconds")
+    return float(sum(runs)) if runs else None
+
+
+def start_time(metadata: dict[str, Any]) -> float | None:
+    """When the search started (seconds since the epoch); None if not recorded in a known form."""
+    try:
+        return datetime.strptime(metadata["started"], STARTED_FORMAT).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _write(local_dir: Path, metadata: dict[str, Any]) -> None:
+    # Written whole and renamed into place: a driver killed mid-write leaves the previous file.
     path = Path(local_dir) / METADATA_FILE
-    metadata = json.loads(path.read_text())
-    metadata.setdefault("search_seconds", []).append(round(seconds, 2))
-    path.write_text(json.dumps(metadata, indent=2))
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(metadata, indent=2))
+    os.replace(partial, path)

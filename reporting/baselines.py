@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from common.experiment import LEADERBOARD_FILE, METADATA_FILE
+from common.errors import UserError
+from common.experiment import LEADERBOARD_FILE, REPORT_DIR, read_metadata
 from common.trials import METRIC
 from features.dataset import PROJECT_SPLITS_DIR, SPLIT_FILES
 from reporting.locate import experiments_in, started_at
@@ -53,8 +54,8 @@ def baseline_experiment(folder: Path, metadata: dict[str, Any]) -> dict[str, Any
     candidates = []
     for sibling in experiments_in(folder.parent):
         try:
-            other = json.loads((sibling / METADATA_FILE).read_text())
-        except (OSError, ValueError):
+            other = read_metadata(sibling)
+        except (OSError, UserError):
             continue
         if sibling != folder and is_baseline(other) and other.get("dataset", {}).get("fingerprint") == fingerprint:
             candidates.append(sibling)
@@ -71,7 +72,7 @@ def _summary(folder: Path) -> dict[str, Any]:
         table = pd.read_csv(leaderboard)
         if METRIC in table and table[METRIC].notna().any():
             summary["search_valid"] = float(table[METRIC].max())
-    report = folder / "report" / REPORT_JSON
+    report = folder / REPORT_DIR / REPORT_JSON
     numbers = json.loads(report.read_text()) if report.is_file() else {}
     summary["valid"], summary["test"] = numbers.get("valid"), numbers.get("test")  # {"mean", "std", "seeds"}
     return summary

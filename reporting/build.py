@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.experiment import read_metadata
+from common.experiment import REPORT_DIR, read_metadata
 from common.trials import leaderboard_text, ranked
 from features.store import FeatureStore
 from reporting import figures
@@ -25,7 +25,6 @@ from reporting.trials import BestTrial, Trials, best_trial, load_trials, search_
 from training import TrialConfig
 from training.fit import choose_device
 
-REPORT_DIR = "report"
 REPORT_FILE = "report.md"
 
 

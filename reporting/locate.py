@@ -3,13 +3,10 @@ folder, or (by default) the most recently started experiment there."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from common.errors import UserError
-from common.experiment import DEFAULT_STORAGE, METADATA_FILE, read_metadata
+from common.experiment import DEFAULT_STORAGE, METADATA_FILE, read_metadata, start_time
 
 
 def find_experiment(spec: str | None, storage: str | None) -> Path:
@@ -48,8 +45,7 @@ def started_at(folder: Path) -> tuple[float, str]:
     """When the search started, as recorded in experiment.json; the file's modification time when
     that is unreadable (an older or hand-edited file), so one odd folder never breaks the lookup."""
     try:
-        metadata: dict[str, Any] = json.loads((folder / METADATA_FILE).read_text())
-        when = datetime.strptime(metadata["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except (OSError, ValueError, KeyError, TypeError):
-        when = (folder / METADATA_FILE).stat().st_mtime
-    return when, folder.name
+        when = start_time(read_metadata(folder))
+    except (OSError, UserError):
+        when = None
+    return when if when is not None else (folder / METADATA_FILE).stat().st_mtime, folder.name

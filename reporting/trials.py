@@ -10,21 +10,19 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from common.errors import UserError
+from common.experiment import RUN_STATE_PATTERN, TRIAL_PARAMS_FILE, search_seconds, start_time, trial_folders
 from common.trials import EPOCH, METRIC, TrialRecord, ranked, trial_rows
 from training.config import trial_config
 
 log = logging.getLogger(__name__)
 
-# Ray Tune's files in an experiment folder and in each trial's folder.
-STATE_FILES = "experiment_state-*.json"  # one per run of the driver: the newest name is the latest
-PARAMS_FILE = "params.json"
+# Ray Tune's files in each trial's folder (the folder-level names are in common.experiment).
 RESULT_FILE = "result.json"  # one JSON object per line, one line per reported epoch
 PROGRESS_FILE = "progress.csv"  # the same rows as a table: read when result.json is missing or empty
 ERROR_FILES = ("error.txt", "error.pkl")  # only their presence is checked: error.pkl is never opened
@@ -62,7 +60,7 @@ def load_trials(folder: Path, max_epochs: int) -> Trials:
     (and started) them, then trial folders it did not list yet. The table is the leaderboard's, plus
     that order, Ray's status, seconds trained and when each trial last reported."""
     listed = listed_trials(folder)
-    names = [*listed, *sorted(p.parent.name for p in folder.glob(f"*/{PARAMS_FILE}") if p.parent.name not in listed)]
+    names = [*listed, *sorted(p.name for p in trial_folders(folder) if p.name not in listed)]
     if not names:
         raise UserError(f"{folder}: the experiment has no trials: nothing to report")
     records = [_record(folder / name, listed.get(name)) for name in names]
@@ -82,7 +80,7 @@ def listed_trials(folder: Path) -> dict[str, ListedTrial]:
     """Trial folder name -> status and config, from the newest experiment_state-*.json (none
     before Ray first saved it). Each trial's entry is itself a JSON text; values Ray could not
     write as JSON are pickled inside it, and stay opaque dicts here."""
-    saved = sorted(folder.glob(STATE_FILES))
+    saved = sorted(folder.glob(RUN_STATE_PATTERN))
     if not saved:
         return {}
     path = saved[-1]
@@ -106,7 +104,7 @@ def _record(trial_dir: Path, listed: ListedTrial | None) -> TrialRecord:
     """A trial as the search's leaderboard sees it. Errored as Ray decides it: an error file in a
     trial that did not end well (a failed attempt that a retry recovered leaves one too)."""
     status = listed.status if listed else None
-    params = trial_dir / PARAMS_FILE
+    params = trial_dir / TRIAL_PARAMS_FILE
     config = _json_object(params) if params.is_file() else (listed.config if listed else None)
     has_error = any((trial_dir / name).is_file() for name in ERROR_FILES)
     errored = status == "ERROR" or (status != "TERMINATED" and has_error)
@@ -203,10 +201,7 @@ def _wall_seconds(table: pd.DataFrame, metadata: dict[str, Any]) -> float:
     """The search's own clock (experiment.json's `search_seconds`, one entry per run: a resumed
     search adds one). Older or interrupted experiments lack it: then from the recorded start to the
     last result any trial reported (Ray's whole-second timestamps); NaN when that is missing too."""
-    if metadata.get("search_seconds"):
-        return float(sum(metadata["search_seconds"]))
-    try:
-        started = datetime.strptime(metadata["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
-    return float(table["last_report"].max() - started)
+    seconds, started = search_seconds(metadata), start_time(metadata)
+    if seconds is not None:
+        return seconds
+    return float("nan") if started is None else float(table["last_report"].max() - started)

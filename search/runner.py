@@ -3,9 +3,15 @@ Optuna's TPE proposing configs and ASHA stopping weak trials, each trial one `fi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import secrets
+import shutil
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,20 +19,24 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
+from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from common import experiment as experiments
 from common.errors import UserError
-from features.dataset import load_dataset
+from features.dataset import Dataset, load_dataset
 from features.extract import build_stores
 from features.locate import default_stores_dir, resolve_data_root
+from features.settings import FeatureSetting
 from features.store import FeatureStore
 from search.leaderboard import summarize
 from search.space import Space, load_space
 from search.trainable import train_trial
 
 log = logging.getLogger(__name__)
+
+WALL_CLOCK_SECONDS = 2.0  # how often a running search records its wall time (a killed run keeps it)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,14 @@ class SearchRequest:
     max_epochs: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
+    build_stores_only: bool = False
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    local_dir: Path
+    stopped: bool  # interrupted (Ctrl-C) with trials left to run: `resume_command` continues it
+    resume_command: str
 
 
 class SpaceSampler:
@@ -59,7 +77,8 @@ class ResumableOptunaSearch(OptunaSearch):
     """OptunaSearch whose study lives in SQLite, written at once, while Ray snapshots the searcher
     every few seconds: after a killed driver, Ray may resume a trial the study has already closed.
     Optuna then refuses its further results (and its completion), which would end the search; they
-    change nothing Optuna uses, so they are dropped."""
+    change nothing Optuna uses, so they are dropped. And trials the study opened after Ray's last
+    snapshot belong to no trial Ray resumes: they are closed as failed on restore."""
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if not self._closed_in_study(trial_id):
@@ -69,39 +88,58 @@ class ResumableOptunaSearch(OptunaSearch):
         if not self._closed_in_study(trial_id):
             super().on_trial_complete(trial_id, result, error)
 
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        super().restore_from_dir(checkpoint_dir)
+        known = {trial.number for trial in self._ot_trials.values()}
+        running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for trial in running:
+            if trial.number not in known:
+                self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
     def _closed_in_study(self, trial_id: str) -> bool:
         trial = self._ot_trials.get(trial_id)
         return trial is not None and self._ot_study.trials[trial.number].state.is_finished()
 
 
-def run_search(request: SearchRequest) -> Path:
-    """Run (or resume) a search; returns the local experiment folder."""
-    experiment, space = _prepare_experiment(request)
-    dataset = load_dataset(resolve_data_root(request.data))
+def run_search(request: SearchRequest) -> SearchOutcome:
+    """Run (or resume) a search to its end or to Ctrl-C."""
+    experiment, space, dataset = _resumed(request) if request.resume else _new(request)
     stores = build_stores(dataset, space.feature_settings(), default_stores_dir(dataset.root))
-    if not request.resume:
-        experiments.write_metadata(experiment, space.path, space, dataset.describe(), stores)
-    _start_ray(request.address)
-    # The driver loads train and valid only; trials get them from the object store, never from disk.
-    refs = {setting.name: ray.put(FeatureStore(path).load_fit_data()) for setting, path in stores.items()}
-    trainable = tune.with_resources(tune.with_parameters(train_trial, stores=refs), _resources(space))
-    if request.resume:
-        tuner = tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
-    else:
-        tuner = _new_tuner(trainable, space, experiment)
-    started = time.perf_counter()
-    results = tuner.fit()
-    experiments.record_wall_time(experiment.local_dir, time.perf_counter() - started)
-    summarize(results, experiment.local_dir, space.search.max_epochs)
-    return experiment.local_dir
+    restore = request.resume and experiments.has_run_state(experiment)
+    if request.resume and not restore:
+        _start_again(experiment)
+    with _removed_if_start_fails(experiment, new=not request.resume):
+        if not request.resume:
+            search = dataclasses.asdict(space.search)
+            experiments.write_metadata(experiment, space.path, search, dataset.describe(), stores)
+        _start_ray(request.address)
+        tuner = _tuner(experiment, space, stores, restore)
+    with _wall_clock(experiment.local_dir):
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before Ray Tune took the signal over
+            return SearchOutcome(experiment.local_dir, True, resume_command(experiment))
+    stopped = len(results) < space.search.num_samples or results.num_terminated + results.num_errors < len(results)
+    _set_orphans_aside(experiment.local_dir, results)
+    _summarize(results, experiment.local_dir, space.search.max_epochs)
+    return SearchOutcome(experiment.local_dir, stopped, resume_command(experiment))
 
 
-def _prepare_experiment(request: SearchRequest) -> tuple[experiments.Experiment, Space]:
-    if request.resume:
-        # A resumed search runs the space and search settings it started with, not a file edited since.
-        experiment = experiments.locate(request.storage, request.name, resume=True)
-        saved = experiments.read_metadata(experiment.local_dir)["search"]
-        return experiment, load_space(experiment.local_dir / experiments.SPACE_COPY).with_search(**saved)
+def build_space_stores(request: SearchRequest) -> dict[FeatureSetting, Path]:
+    """Build (or reuse) every feature store the space can select, without starting Ray."""
+    if not request.space:
+        raise UserError("--space is required (a path, or a file name in spaces/)")
+    space = load_space(request.space)
+    dataset = load_dataset(resolve_data_root(request.data))
+    return build_stores(dataset, space.feature_settings(), default_stores_dir(dataset.root))
+
+
+def resume_command(experiment: experiments.Experiment) -> str:
+    storage = "" if experiment.storage == str(experiments.DEFAULT_STORAGE) else f" --storage {experiment.storage}"
+    return f"python run_search.py --resume --name {experiment.name}{storage}"
+
+
+def _new(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset]:
     if not request.space:
         raise UserError("--space is required (a path, or a file name in spaces/)")
     space = load_space(request.space).with_search(
@@ -110,17 +148,93 @@ def _prepare_experiment(request: SearchRequest) -> tuple[experiments.Experiment,
         cpus_per_trial=request.cpus_per_trial,
         gpus_per_trial=request.gpus_per_trial,
     )
-    return experiments.locate(request.storage, request.name, resume=False, space_path=space.path), space
+    experiment = experiments.locate(request.storage, request.name, resume=False, space_path=space.path)
+    return experiment, space, load_dataset(resolve_data_root(request.data))
+
+
+def _resumed(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset]:
+    """A resumed search runs the space, search settings and dataset it started with, not a file
+    edited since nor whatever data is the default now."""
+    experiment = experiments.locate(request.storage, request.name, resume=True)
+    saved = experiments.read_metadata(experiment.local_dir)["search"]
+    space = load_space(experiment.local_dir / experiments.SPACE_COPY).with_search(**saved)
+    return experiment, space, _recorded_dataset(experiment, request.data)
+
+
+def _recorded_dataset(experiment: experiments.Experiment, data: str | None) -> Dataset:
+    recorded = experiments.recorded_dataset(experiment.local_dir)
+    where = f"experiment {experiment.local_dir} ran on {recorded.root}"
+    if data and Path(data).expanduser().resolve() != recorded.root:
+        raise UserError(f"--data {data} is not the data the search ran on: {where} (resume without --data)")
+    if not recorded.root.is_dir():
+        raise UserError(f"{where}, which is gone: put the data back there to resume")
+    dataset = load_dataset(recorded.root)
+    now = dataset.fingerprint()
+    if now != recorded.fingerprint:
+        raise UserError(
+            f"{where} (fingerprint {recorded.fingerprint}); it has changed since (now {now}): "
+            "resuming would score trials on other data; start a new search instead"
+        )
+    return dataset
+
+
+def _start_again(experiment: experiments.Experiment) -> None:
+    """A driver killed before Ray's first snapshot of the run left nothing to restore (no trial
+    runs before that snapshot): the search starts over. Trial folders there mean another cause."""
+    if experiments.trial_folders(experiment.local_dir):
+        raise UserError(
+            f"experiment {experiment.local_dir} has trial folders but no saved Ray Tune run "
+            f"({experiments.TUNER_FILE}, {experiments.RUN_STATE_PATTERN}) to resume: start a new search"
+        )
+    print(f"experiment {experiment.name}: its first start was cut short; starting its search again")
+    experiments.clear_run_state(experiment.local_dir)
+
+
+@contextmanager
+def _removed_if_start_fails(experiment: experiments.Experiment, new: bool) -> Iterator[None]:
+    """A new search whose start fails (Ray unreachable, Ctrl-C) leaves no folder behind, so the
+    same command can simply be run again."""
+    created = new and not experiment.local_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(experiment.local_dir, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def _wall_clock(local_dir: Path) -> Iterator[None]:
+    """Record this run's wall time in experiment.json while it runs: a killed run's time counts."""
+    run = experiments.start_run(local_dir)
+    started = time.perf_counter()
+    done = threading.Event()
+
+    def record() -> None:
+        while not done.wait(WALL_CLOCK_SECONDS):
+            experiments.record_wall_time(local_dir, run, time.perf_counter() - started)
+
+    recorder = threading.Thread(target=record, name="wall-clock", daemon=True)
+    recorder.start()
+    try:
+        yield
+    finally:
+        done.set()
+        recorder.join()
+        experiments.record_wall_time(local_dir, run, time.perf_counter() - started)
 
 
 def _start_ray(address: str | None) -> None:
-    """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray whose dashboard
-    listens on 127.0.0.1 only."""
+    """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray that listens on the
+    loopback address only (dashboard, metrics, gRPC)."""
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        context = ray.init(address=address, log_to_driver=False)
+        try:
+            context = ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
+            raise UserError(f"--address {address}: no Ray cluster answered there ({err!r})") from err
     else:
-        context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        context = _start_local_ray()
     url = context.dashboard_url
     if url:
         port = url.rsplit(":", 1)[-1]
@@ -130,10 +244,56 @@ def _start_ray(address: str | None) -> None:
         )
 
 
+def _start_local_ray() -> Any:
+    _keep_token_private()
+    # Ray binds its servers to the loopback address alone when the node's IP is the loopback
+    # address, but on Linux `ray.init` turns 127.0.0.1 into the machine's outward IP unless
+    # multi-node clusters are off, as Ray has them on macOS and Windows. That switch
+    # (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is read when Ray is imported: hence its constant here.
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def auth_token_file() -> Path:
+    """Where Ray reads its authentication token (`RAY_AUTH_TOKEN_PATH`, else ~/.ray/auth_token)."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def _keep_token_private() -> None:
+    """Ray writes a new token file with the default permissions (readable by every user): make it
+    the owner's alone, creating it first (as Ray would: 256 random bits in hex) when it is missing."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN"):
+        return  # no token (authentication turned off), or not in a file
+    path = auth_token_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)
+        return
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_hex(32))
+
+
 def _resources(space: Space) -> dict[str, float]:
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     gpus = space.search.gpus_per_trial if has_gpu else 0.0
     return {"cpu": space.search.cpus_per_trial, "gpu": gpus}
+
+
+def _tuner(
+    experiment: experiments.Experiment, space: Space, stores: dict[FeatureSetting, Path], restore: bool
+) -> tune.Tuner:
+    # The driver loads train and valid only; trials get them from the object store, never from disk.
+    refs = {setting.name: ray.put(FeatureStore(path).load_fit_data()) for setting, path in stores.items()}
+    trainable = tune.with_resources(tune.with_parameters(train_trial, stores=refs), _resources(space))
+    if restore:
+        return tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
+    return _new_tuner(trainable, space, experiment)
 
 
 def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment) -> tune.Tuner:
@@ -163,14 +323,37 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
             name=experiment.name,
             storage_path=experiment.storage,
             failure_config=tune.FailureConfig(max_failures=search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=search.keep_checkpoints,
-                checkpoint_score_attribute=search.metric,
-                checkpoint_score_order="max",
-            ),
+            # The newest checkpoints, not the best: only resume reads them (the report retrains
+            # from the config), and the run's snapshot, saved every few seconds, then always names
+            # a checkpoint that is still there when a killed driver is resumed.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=search.keep_checkpoints),
             verbose=1,
         ),
     )
+
+
+def _set_orphans_aside(local_dir: Path, results: Any) -> None:
+    """A driver killed mid-search leaves the folders of trials it started after Ray's last snapshot
+    of the run: Ray's restored run knows nothing of them (their Optuna trials are closed as failed
+    and other trials run instead), so they are moved out of the experiment's trials."""
+    known = {Path(result.path).name for result in results}
+    orphans = [folder for folder in experiments.trial_folders(local_dir) if folder.name not in known]
+    if not orphans:
+        return
+    aside = local_dir / experiments.ORPHANS_DIR
+    aside.mkdir(exist_ok=True)
+    for folder in orphans:
+        folder.rename(aside / folder.name)
+    print(f"{len(orphans)} trial folder(s) of an interrupted run that Ray did not resume: moved to {aside}")
+
+
+def _summarize(results: Any, local_dir: Path, max_epochs: int) -> None:
+    """The leaderboard of what exists. A trial that never reported an epoch (errored at once, or
+    interrupted in its first) has no config in Ray's results: it is listed with an empty one."""
+    for result in results:
+        if result.config is None:
+            result.metrics = {**(result.metrics or {}), "config": {}}
+    summarize(results, local_dir, max_epochs)
 
 
 def _scheduler(space: Space) -> Any:

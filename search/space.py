@@ -257,7 +257,7 @@ class SearchSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.25  # only where CUDA is present: 0.25 lets four small CNNs share a GPU
     max_failures: int = 1  # retries of a failed trial, from its last checkpoint
-    keep_checkpoints: int = 4  # per trial; resume and report need the newest and the best. Fewer
+    keep_checkpoints: int = 4  # per trial, the newest (only resume reads them; the report retrains). Fewer
     # make Ray force an experiment snapshot every few short epochs (and warn about it)
 
     def __post_init__(self) -> None:

@@ -3,7 +3,6 @@ reports every epoch, with a checkpoint, through `ray.tune.report`."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,16 +11,37 @@ import ray
 import torch
 from ray import tune
 
+from common.errors import UserError
 from training import TrainingState, TrialConfig, fit
 from training.config import trial_config
 
 STATE_FILE = "state.pt"
-CONFIG_FILE = "trial_config.json"
+# In the trial's folder: the error that failed the trial for its config, not for its machine.
+CONFIG_FAILURE_FILE = "config_failure.txt"
+
+
+class NotRetried(UserError):
+    """A retry of a trial whose config failed: it would fail the same way."""
 
 
 def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef]) -> None:
     """Run one trial; `stores` maps a feature setting's name to its `FitData` in Ray's object store
-    (one copy per node, shared by every trial there, shipped by Ray to other nodes)."""
+    (one copy per node, shared by every trial there, shipped by Ray to other nodes).
+
+    Ray retries a failed trial (`search.max_failures`) whatever the error, but only a lost worker
+    or node can go better on a retry: a `UserError` (a diverging loss, a network that cannot be
+    built) is recorded in the trial's folder, and a retry that finds it there fails at once."""
+    failure = Path(tune.get_context().get_trial_dir()) / CONFIG_FAILURE_FILE
+    if failure.is_file():
+        raise NotRetried(f"not retried, its config failed: {failure.read_text()}")
+    try:
+        _train(config, stores)
+    except UserError as err:
+        failure.write_text(f"{type(err).__name__}: {err}")
+        raise
+
+
+def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef]) -> None:
     trial = TrialConfig.from_dict(trial_config(config))
     # One torch thread per CPU the trial holds: more threads than cores slows small CNNs badly.
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
@@ -35,7 +55,6 @@ def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef]) -> Non
     def report(metrics, state: TrainingState) -> None:
         with tempfile.TemporaryDirectory() as folder:
             state.save(Path(folder) / STATE_FILE)
-            (Path(folder) / CONFIG_FILE).write_text(json.dumps(trial.to_dict(), indent=2))
             tune.report(metrics.to_dict(), checkpoint=tune.Checkpoint.from_directory(folder))
 
     fit(trial, data, report, resume=resume)

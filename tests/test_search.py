@@ -3,23 +3,34 @@ resume after the driver is killed, and proof that the test split is never read."
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
+import optuna
 import pandas as pd
 import pytest
 import ray
 
+import run_search as search_command
+from common import experiment as experiments
 from common.errors import UserError
+from features.dataset import load_dataset
 from features.store import FeatureStore
+from search import runner
+from search.runner import SearchRequest, auth_token_file, run_search
 from search.space import load_space, parse_space
 from search.space_file import SPACES_DIR
-from tests.conftest import make_layout
+from tests.conftest import make_layout, write_tone_clip
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_SPACE = """
@@ -53,6 +64,8 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENRE_SEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # The tests' own Ray token (one for the whole session: Ray keeps the first it reads).
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path_factory.getbasetemp() / "ray-auth-token"))
 
 
 @pytest.mark.parametrize("path", sorted(SPACES_DIR.glob("*.yaml")), ids=lambda p: p.name)
@@ -113,9 +126,8 @@ def test_space_name_found_from_anywhere(tmp_path: Path, monkeypatch: pytest.Monk
     assert load_space("cnn2d.yaml").path == SPACES_DIR / "cnn2d.yaml"
 
 
+@pytest.mark.slow
 def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from search.runner import SearchRequest, run_search
-
     splits_read: list[str] = []
     original = FeatureStore.load_split
 
@@ -126,9 +138,16 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(FeatureStore, "load_split", recording)
     space = tiny_space(tmp_path, num_samples=6, max_epochs=4)
     try:
-        folder = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="e2e"))
+        outcome = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="e2e"))
+        # The local Ray the search started (still running) listens on the loopback address alone.
+        listening = _listening_addresses()
     finally:
         ray.shutdown()
+    assert listening, "found no listening Ray process"
+    assert [a for a in listening if not _is_loopback(a)] == []
+    assert auth_token_file().stat().st_mode & 0o777 == 0o600  # the dashboard's token: its owner's alone
+    assert not outcome.stopped
+    folder = outcome.local_dir
     assert sorted(set(splits_read)) == ["train", "valid"]  # the test split is never loaded
     board = pd.read_csv(folder / "leaderboard.csv")
     assert len(board) == 6 and (board["status"] != "error").all()
@@ -149,29 +168,63 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
     assert again.returncode == 2 and "already exists" in again.stderr  # nothing overwritten silently
 
 
-def test_resume_after_driver_killed(tiny_data: Path, tmp_path: Path) -> None:
-    space = tiny_space(tmp_path, num_samples=6, max_epochs=3, features=AUGMENT)
-    command = [sys.executable, "run_search.py", "--space", str(space), "--data", str(tiny_data)]
-    command += ["--storage", str(tmp_path), "--name", "killed"]
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
-    driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.mark.slow
+def test_config_failure_is_not_retried(tiny_data: Path, tmp_path: Path) -> None:
+    """A trial that diverges at epoch 1 fails for its config: Ray's retry (max_failures 1) must not
+    train it a second time."""
+    space = tiny_space(tmp_path, num_samples=1, max_epochs=2)
+    space.write_text(space.read_text().replace("lr: {loguniform: [1.0e-3, 3.0e-2]}", "lr: 1.0e+30"))
+    try:
+        outcome = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="nan"))
+    finally:
+        ray.shutdown()
+    board = pd.read_csv(outcome.local_dir / "leaderboard.csv")
+    assert list(board["status"]) == ["error"]
+    errors = (Path(board["path"][0]) / "error.txt").read_text()
+    assert errors.count("Failure #") == 2  # Ray's retry happened, and
+    assert errors.count("raise TrainingDiverged(") == 1, errors  # trained once: the retry failed at once
+    assert "NotRetried: not retried, its config failed: TrainingDiverged: training diverged at epoch 1" in errors
+
+
+@pytest.mark.slow
+def test_interrupted_and_killed_search_resumes(tiny_data: Path, tmp_path: Path) -> None:
+    """Killed (SIGKILL), resumed, stopped with Ctrl-C (SIGINT), resumed to the end: every trial
+    runs once, nothing is left dangling, and the wall time counts all three runs."""
+    space = tiny_space(tmp_path, num_samples=6, max_epochs=4, features=AUGMENT)
+    where = ["--storage", str(tmp_path), "--name", "killed"]
+    start = [sys.executable, "run_search.py", "--space", str(space), "--data", str(tiny_data), *where]
+    resume = [sys.executable, "run_search.py", *where, "--resume"]
+    # A resumed search runs on the data it recorded, whatever the default is now (here: no data).
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "GTZAN_DIR": str(tmp_path / "no-data-here")}
     folder = tmp_path / "killed"
-    deadline = time.time() + 240
-    while time.time() < deadline and not _trials_with_results(folder):
-        time.sleep(0.2)
-    os.kill(driver.pid, signal.SIGKILL)
+
+    driver = subprocess.Popen(start, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: _epochs_reported(folder) > 0, driver)
+    driver.kill()
     driver.wait()
     before = _trials_with_results(folder)
-    assert before, "no trial reported before the kill"
     assert not (folder / "leaderboard.csv").exists(), "the driver should have been killed mid-search"
-    resumed = subprocess.run(
-        [*command[:2], "--storage", str(tmp_path), "--name", "killed", "--resume", "--data", str(tiny_data)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=400,
+
+    with open(tmp_path / "stopped.log", "w") as log:
+        snapshots = _run_snapshots(folder)
+        driver = subprocess.Popen(resume, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        # The killed driver's workers may still write a checkpoint or two: first wait for this run.
+        _wait_for(lambda: _run_snapshots(folder) > snapshots, driver)
+        reported = _epochs_reported(folder)
+        _wait_for(lambda: _epochs_reported(folder) > reported, driver)
+        driver.send_signal(signal.SIGINT)  # Ctrl-C
+        driver.wait(timeout=180)
+    output = (tmp_path / "stopped.log").read_text()
+    assert driver.returncode == search_command.STOPPED_EXIT_CODE, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert (
+        output.splitlines()[-1]
+        == f"stopped; resume with: python run_search.py --resume --name killed --storage {tmp_path}"
     )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (folder / "leaderboard.csv").is_file()  # the leaderboard of what exists
+
+    resumed = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     board = pd.read_csv(folder / "leaderboard.csv")
     assert len(board) == 6 and board["trial"].is_unique  # the requested total, no trial twice
     assert set(board["features.audio_augment.copies"]) == {0, 1}  # trials with and without copies
@@ -180,6 +233,135 @@ def test_resume_after_driver_killed(tiny_data: Path, tmp_path: Path) -> None:
     for trial in board["trial"]:  # and none ran an epoch twice: unfinished ones went on from checkpoints
         progress = pd.read_csv(folder / trial / "progress.csv")
         assert progress["training_iteration"].is_unique
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{folder / 'study.sqlite'}")
+    assert [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING] == []
+    assert {p.name for p in experiments.trial_folders(folder)} == set(board["trial"])
+    seconds = experiments.read_metadata(folder)["search_seconds"]
+    assert len(seconds) == 3 and min(seconds) > 0, seconds  # the killed run's time counts too
+
+
+def test_resume_refuses_other_changed_or_missing_data(tiny_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    experiment = _recorded_experiment(tmp_path, data)
+    resume = SearchRequest(space=None, storage=str(tmp_path), name=experiment.name, resume=True)
+    with pytest.raises(UserError, match=f"--data {tiny_data} is not the data the search ran on: experiment"):
+        run_search(dataclasses.replace(resume, data=str(tiny_data)))
+    clip = next(data.glob("*/*.wav"))
+    write_tone_clip(clip, seconds=3.0, pitch_hz=300.0, seed=99)  # the data changed since
+    with pytest.raises(UserError, match=r"it has changed since \(now [0-9a-f]+\): resuming would score"):
+        run_search(resume)
+    shutil.rmtree(data)
+    with pytest.raises(UserError, match=f"ran on {data}, which is gone"):
+        run_search(resume)
+    assert not ray.is_initialized()
+
+
+def test_failed_start_leaves_nothing_behind(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    space = tiny_space(tmp_path, num_samples=1, max_epochs=1)
+    request = SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="failed")
+
+    def unreachable(address: str | None) -> None:
+        raise UserError(f"--address {address}: no Ray cluster answered there")
+
+    monkeypatch.setattr(runner, "_start_ray", unreachable)
+    for _ in range(2):  # the same command again fails the same way, not with "pass --resume"
+        with pytest.raises(UserError, match="no Ray cluster answered"):
+            run_search(dataclasses.replace(request, address="nowhere:6379"))
+        assert not (tmp_path / "failed").exists()
+
+
+def test_resume_of_a_start_cut_short_starts_it(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver killed after writing experiment.json but before Ray's first snapshot of the run:
+    `--resume` starts the search (there is nothing to restore) instead of failing on tuner.pkl."""
+    experiment = _recorded_experiment(tmp_path, tiny_data)
+    (experiment.local_dir / "tuner.pkl").write_bytes(b"")  # a Tuner saved, no snapshot of its run
+    (experiment.local_dir / "study.sqlite").write_bytes(b"")
+    started: list[bool] = []
+
+    def tuner(experiment, space, stores, restore: bool) -> None:
+        started.append(restore)
+        raise KeyboardInterrupt  # stop here: what matters is how the search was to go on
+
+    monkeypatch.setattr(runner, "_start_ray", lambda address: None)
+    monkeypatch.setattr(runner, "_tuner", tuner)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(SearchRequest(space=None, storage=str(tmp_path), name=experiment.name, resume=True))
+    assert started == [False]  # a new Tuner, not Tuner.restore
+    assert sorted(p.name for p in experiment.local_dir.iterdir()) == ["experiment.json", "space.yaml"]
+
+
+def test_build_stores_only(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def no_ray(*args, **kwargs) -> None:
+        raise AssertionError("--build-stores-only started Ray")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    space = tiny_space(tmp_path, num_samples=1, max_epochs=1, features=", hop_length: {choice: [512, 1024]}")
+    search_command.main(["--space", str(space), "--data", str(tiny_data), "--build-stores-only"])
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.endswith(".h5")]
+    assert len(printed) == 2 and all(Path(p).is_absolute() and Path(p).is_file() for p in printed)
+    assert sorted(FeatureStore(Path(p)).setting.hop_length for p in printed) == [512, 1024]
+
+
+def test_restored_searcher_fails_the_study_trials_it_never_knew(tmp_path: Path) -> None:
+    """The study (SQLite) records a trial at once; Ray snapshots the searcher every few seconds. A
+    trial asked for between the last snapshot and a killed driver is resumed by no one: closed."""
+    space = load_space(tiny_space(tmp_path, num_samples=2, max_epochs=1))
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+
+    def searcher() -> runner.ResumableOptunaSearch:
+        storage = optuna.storages.RDBStorage(url)
+        sampler = runner.SpaceSampler(space)
+        return runner.ResumableOptunaSearch(sampler, "valid_clip_acc", mode="max", study_name="s", storage=storage)
+
+    first = searcher()
+    first.suggest("kept")  # in Ray's snapshot: Ray resumes this trial
+    first.save_to_dir(str(tmp_path), session_str="snapshot")
+    first.suggest("lost")  # asked after the snapshot, then the driver was killed
+    searcher().restore_from_dir(str(tmp_path))
+    states = [trial.state for trial in optuna.load_study(study_name="s", storage=url).trials]
+    assert states == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL]
+
+
+def test_trial_folders_ray_did_not_resume_are_set_aside(tmp_path: Path) -> None:
+    for name in ("cnn2d_adam_mel_1", "cnn2d_adam_mel_2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "params.json").write_text("{}")
+    runner._set_orphans_aside(tmp_path, [SimpleNamespace(path=str(tmp_path / "cnn2d_adam_mel_1"))])
+    assert [folder.name for folder in experiments.trial_folders(tmp_path)] == ["cnn2d_adam_mel_1"]
+    assert (tmp_path / "orphaned-trials" / "cnn2d_adam_mel_2" / "params.json").is_file()
+
+
+def _recorded_experiment(storage: Path, data: Path) -> experiments.Experiment:
+    """An experiment folder as a new search writes it before Ray starts."""
+    space = load_space(tiny_space(storage, num_samples=1, max_epochs=1))
+    experiment = experiments.locate(str(storage), "recorded", resume=False)
+    search = dataclasses.asdict(space.search)
+    experiments.write_metadata(experiment, space.path, search, load_dataset(data).describe(), {})
+    return experiment
+
+
+def _wait_for(condition: Callable[[], bool], driver: subprocess.Popen, seconds: float = 240) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert driver.poll() is None, f"the driver ended early (exit code {driver.returncode})"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _epochs_reported(folder: Path) -> int:
+    """Epochs reported by all trials so far: one checkpoint each, written at once to the trial's
+    folder (Ray copies its result files there from the driver only every so often)."""
+    return len(list(folder.glob("*/checkpoint_*")))
+
+
+def _run_snapshots(folder: Path) -> int:
+    """Ray's snapshots of the run: each run of the search (first, resumed) writes one of its own."""
+    return len(list(folder.glob("experiment_state-*.json")))
 
 
 def _trials_with_results(folder: Path) -> list[str]:
@@ -187,3 +369,22 @@ def _trials_with_results(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.parent.name for p in folder.glob("*/result.json") if p.stat().st_size > 0)
+
+
+def _listening_addresses() -> list[str]:
+    """The TCP addresses this process and its descendants (Ray's processes) listen on."""
+    import psutil  # shipped with Ray (ray/thirdparty_files), on the path once ray is imported
+
+    found = []
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        found += [f"{c.laddr.ip} {c.laddr.port}" for c in connections if c.status == psutil.CONN_LISTEN]
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split()[0])
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback

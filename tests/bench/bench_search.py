@@ -11,7 +11,6 @@ epochs of running every trial to max epochs, with the best validation accuracy e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 import ray
 import yaml
 
+from common.experiment import read_metadata
 from search.runner import SearchRequest, run_search
 from search.space_file import SPACES_DIR
 
@@ -34,10 +34,10 @@ search: {num_samples: 16, max_epochs: 2, scheduler: fifo, cpus_per_trial: 1}
 
 def search(space: Path, data: str | None, storage: Path, name: str) -> tuple[pd.DataFrame, dict]:
     try:
-        folder = run_search(SearchRequest(space=str(space), data=data, storage=str(storage), name=name))
+        folder = run_search(SearchRequest(space=str(space), data=data, storage=str(storage), name=name)).local_dir
     finally:
         ray.shutdown()
-    metadata = json.loads((folder / "experiment.json").read_text())
+    metadata = read_metadata(folder)
     board = pd.read_csv(folder / "leaderboard.csv")
     board["epoch_seconds"] = [pd.read_csv(Path(p) / "progress.csv")["epoch_seconds"].sum() for p in board["path"]]
     return board, metadata
