@@ -121,7 +121,7 @@ def run_search(request: SearchRequest) -> SearchOutcome:
             return SearchOutcome(experiment.local_dir, True, resume_command(experiment))
     stopped = len(results) < space.search.num_samples or results.num_terminated + results.num_errors < len(results)
     _set_orphans_aside(experiment.local_dir, results)
-    _summarize(results, experiment.local_dir, space.search.max_epochs)
+    summarize(results, experiment.local_dir, space.search.max_epochs)
     return SearchOutcome(experiment.local_dir, stopped, resume_command(experiment))
 
 
@@ -345,15 +345,6 @@ def _set_orphans_aside(local_dir: Path, results: Any) -> None:
     for folder in orphans:
         folder.rename(aside / folder.name)
     print(f"{len(orphans)} trial folder(s) of an interrupted run that Ray did not resume: moved to {aside}")
-
-
-def _summarize(results: Any, local_dir: Path, max_epochs: int) -> None:
-    """The leaderboard of what exists. A trial that never reported an epoch (errored at once, or
-    interrupted in its first) has no config in Ray's results: it is listed with an empty one."""
-    for result in results:
-        if result.config is None:
-            result.metrics = {**(result.metrics or {}), "config": {}}
-    summarize(results, local_dir, max_epochs)
 
 
 def _scheduler(space: Space) -> Any:
