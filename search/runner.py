@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import secrets
 import shutil
 import threading
 import time
@@ -19,7 +17,6 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray._private import ray_constants
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -31,6 +28,7 @@ from features.locate import default_stores_dir, resolve_data_root
 from features.settings import FeatureSetting
 from features.store import FeatureStore
 from search.leaderboard import summarize
+from search.ray_session import start_ray
 from search.space import Space, load_space
 from search.trainable import train_trial
 
@@ -112,7 +110,7 @@ def run_search(request: SearchRequest) -> SearchOutcome:
         if not request.resume:
             search = dataclasses.asdict(space.search)
             experiments.write_metadata(experiment, space.path, search, dataset.describe(), stores)
-        _start_ray(request.address)
+        start_ray(request.address)
         tuner = _tuner(experiment, space, stores, restore)
     with _wall_clock(experiment.local_dir):
         try:
@@ -222,61 +220,6 @@ def _wall_clock(local_dir: Path) -> Iterator[None]:
         done.set()
         recorder.join()
         experiments.record_wall_time(local_dir, run, time.perf_counter() - started)
-
-
-def _start_ray(address: str | None) -> None:
-    """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray that listens on the
-    loopback address only (dashboard, metrics, gRPC)."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        try:
-            context = ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
-            raise UserError(f"--address {address}: no Ray cluster answered there ({err!r})") from err
-    else:
-        context = _start_local_ray()
-    url = context.dashboard_url
-    if url:
-        port = url.rsplit(":", 1)[-1]
-        print(
-            f"Ray dashboard: http://{url}  (access token: `ray get-auth-token`; from a laptop: "
-            f"ssh -L {port}:127.0.0.1:{port} this-host, then open http://127.0.0.1:{port})"
-        )
-
-
-def _start_local_ray() -> Any:
-    _keep_token_private()
-    # Ray binds its servers to the loopback address alone when the node's IP is the loopback
-    # address, but on Linux `ray.init` turns 127.0.0.1 into the machine's outward IP unless
-    # multi-node clusters are off, as Ray has them on macOS and Windows. That switch
-    # (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is read when Ray is imported: hence its constant here.
-    previous = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = previous
-
-
-def auth_token_file() -> Path:
-    """Where Ray reads its authentication token (`RAY_AUTH_TOKEN_PATH`, else ~/.ray/auth_token)."""
-    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-
-
-def _keep_token_private() -> None:
-    """Ray writes a new token file with the default permissions (readable by every user): make it
-    the owner's alone, creating it first (as Ray would: 256 random bits in hex) when it is missing."""
-    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token" or os.environ.get("RAY_AUTH_TOKEN"):
-        return  # no token (authentication turned off), or not in a file
-    path = auth_token_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        path.chmod(0o600)
-        return
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_hex(32))
 
 
 def _resources(space: Space) -> dict[str, float]:

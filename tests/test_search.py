@@ -27,7 +27,8 @@ from common.errors import UserError
 from features.dataset import load_dataset
 from features.store import FeatureStore
 from search import runner
-from search.runner import SearchRequest, auth_token_file, run_search
+from search.ray_session import auth_token_file
+from search.runner import SearchRequest, run_search
 from search.space import load_space, parse_space
 from search.space_file import SPACES_DIR
 from tests.conftest import make_layout, write_tone_clip
@@ -264,7 +265,7 @@ def test_failed_start_leaves_nothing_behind(tiny_data: Path, tmp_path: Path, mon
     def unreachable(address: str | None) -> None:
         raise UserError(f"--address {address}: no Ray cluster answered there")
 
-    monkeypatch.setattr(runner, "_start_ray", unreachable)
+    monkeypatch.setattr(runner, "start_ray", unreachable)
     for _ in range(2):  # the same command again fails the same way, not with "pass --resume"
         with pytest.raises(UserError, match="no Ray cluster answered"):
             run_search(dataclasses.replace(request, address="nowhere:6379"))
@@ -285,7 +286,7 @@ def test_resume_of_a_start_cut_short_starts_it(
         started.append(restore)
         raise KeyboardInterrupt  # stop here: what matters is how the search was to go on
 
-    monkeypatch.setattr(runner, "_start_ray", lambda address: None)
+    monkeypatch.setattr(runner, "start_ray", lambda address: None)
     monkeypatch.setattr(runner, "_tuner", tuner)
     with pytest.raises(KeyboardInterrupt):
         run_search(SearchRequest(space=None, storage=str(tmp_path), name=experiment.name, resume=True))
