@@ -76,7 +76,7 @@ class FeatureStore:
         try:
             with h5py.File(self.path, "r") as f:
                 attrs = dict(f.attrs)
-        except (OSError, FileNotFoundError) as err:
+        except OSError as err:
             raise UserError(f"{self.path}: not a readable feature store ({err})") from err
         if not attrs.get("complete") or attrs.get("format_version") != STORE_FORMAT_VERSION:
             raise UserError(f"{self.path}: not a complete feature store of format {STORE_FORMAT_VERSION}")

@@ -4,11 +4,9 @@ interrupted build (Ctrl-C, kill -9) never leaves a file a later run takes for fi
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -22,7 +20,6 @@ from features.settings import FeatureSetting
 from features.store import COPIES_GROUP, STD_FLOOR, STORE_FORMAT_VERSION
 
 PARTIAL_MARK = ".partial-"
-CHUNK_LENGTH_MARGIN = 1.03  # chunk frames over the first clip's: room for clips up to 3% longer
 
 
 def store_path(stores_dir: Path, setting: FeatureSetting) -> Path:
@@ -64,16 +61,6 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-@dataclass
-class _GroupDataset:
-    """A group's features dataset and what writing a row needs, kept in Python: h5py asks HDF5
-    for a dataset's shape on every access (90 us), and a fresh padded row costs page faults."""
-
-    data: h5py.Dataset
-    width: int  # frames of the longest row so far: the dataset's third dimension
-    chunk: np.ndarray  # (1, bins, chunk frames): a row padded to its chunk, reused for each row
-
-
 class StoreWriter:
     """Receives clips in order, writes each split's rows, keeps train-only per-bin statistics."""
 
@@ -90,7 +77,7 @@ class StoreWriter:
         self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
         self.frame_count = 0
         self.skipped: list[dict[str, str]] = []
-        self.datasets: dict[str, _GroupDataset] = {}
+        self.datasets: dict[str, h5py.Dataset] = {}
         self.classes = dataset.classes
 
     def skip(self, clip: Clip, reason: str | None) -> None:
@@ -112,44 +99,29 @@ class StoreWriter:
 
     def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
         dataset, frames = self._dataset_of(group, features.shape[1]), features.shape[1]
-        row = len(self.rows[group])
-        if frames > dataset.width:
-            dataset.data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
-            dataset.width = frames
-        if frames <= dataset.chunk.shape[2]:
-            # The row's first chunk holds all of it: write its bytes straight to the file, past
-            # HDF5's selection and chunk cache (4x faster; the writer serves every worker). No
-            # filters to apply; the rest of the chunk is padding, 0 like the fill value.
-            dataset.chunk[0, :, :frames] = features
-            dataset.chunk[0, :, frames:] = 0
-            dataset.data.id.write_direct_chunk((row, 0, 0), dataset.chunk)
-        else:
-            dataset.data[row, :, :frames] = features
+        if frames > dataset.shape[2]:
+            dataset.resize(frames, axis=2)  # a longer clip: the others are zero-padded
+        dataset[len(self.rows[group]), :, :frames] = features
         self.rows[group].append((clip_id, label, frames))
 
-    def _dataset_of(self, group: str, frames: int) -> _GroupDataset:
+    def _dataset_of(self, group: str, frames: int) -> h5py.Dataset:
         assert self.file is not None
         if group not in self.datasets:
             bins = self.setting.n_bins
-            # A row per chunk, sized for the first clip plus GTZAN's spread of lengths (29.9-30.7 s),
-            # so nearly every row takes the direct path. Copies differ more in length (time
-            # stretch): short chunks leave their padding unallocated, so they cost only their frames.
-            chunk_frames = min(frames, 64) if group == COPIES_GROUP else math.ceil(frames * CHUNK_LENGTH_MARGIN)
-            data = self.file.create_group(group).create_dataset(
+            # A row per chunk, so a row is one write; chunks of 64 frames leave the padding of
+            # shorter rows unallocated (copies differ in length: time stretch).
+            self.datasets[group] = self.file.create_group(group).create_dataset(
                 "features",
                 shape=(self.capacity[group], bins, frames),
                 maxshape=(self.capacity[group], bins, None),
-                chunks=(1, bins, chunk_frames),
+                chunks=(1, bins, min(frames, 64) if group == COPIES_GROUP else frames),
                 dtype=np.float16,
                 fillvalue=0,
             )
-            self.datasets[group] = _GroupDataset(data, frames, np.zeros((1, bins, chunk_frames), dtype=np.float16))
         return self.datasets[group]
 
     def finish(self) -> None:
         """Write index arrays, statistics and metadata, then rename into place."""
-        from common.errors import UserError
-
         assert self.file is not None
         for split in SPLIT_NAMES:
             if not self.rows[split]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import h5py
@@ -15,7 +16,9 @@ import librosa
 import numpy as np
 import pytest
 
-from features.compute import compute_features, plan_stfts, power_spectrogram
+from features import extract
+from features.augment import AudioAugment
+from features.compute import DecodeError, compute_clip, compute_features, features_of_file, plan_stfts
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.settings import FeatureSetting
@@ -78,8 +81,7 @@ def test_clips_of_different_lengths_are_stored_exactly(tiny_root: Path, tmp_path
     split = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL], workers)[MEL]).load_split("train")
     assert split.features.shape[2] == 1 + int(2.6 * 22050) // 512  # widened for the longest
     for row, name in enumerate(train):
-        audio, _ = librosa.load(tiny_root / name, sr=22050)
-        expected = compute_features({22050: audio}, plan_stfts([MEL]))[MEL.name]
+        expected = features_of_file(tiny_root / name, MEL)
         assert split.lengths[row] == expected.shape[1]
         np.testing.assert_array_equal(split.features[row, :, : split.lengths[row]], expected)
         assert not split.features[row, :, split.lengths[row] :].any()
@@ -103,17 +105,6 @@ def test_hop_multiple_taken_from_finer_stft_is_exact() -> None:
     shared = compute_features({22050: audio}, plan_stfts([fine, coarse]))[coarse.name]
     alone = compute_features({22050: audio}, plan_stfts([coarse]))[coarse.name]
     np.testing.assert_array_equal(shared, alone)
-
-
-@pytest.mark.filterwarnings("ignore:n_fft=.*too large")
-@pytest.mark.parametrize(("n_fft", "hop", "samples"), [(1024, 512, 22050 * 3), (2048, 256, 22050), (512, 160, 300)])
-def test_power_spectrogram_equals_librosa_stft(n_fft: int, hop: int, samples: int) -> None:
-    """Ours transforms contiguous frames (faster); the values are librosa's, shorter clips too."""
-    audio = np.random.default_rng(1).standard_normal(samples).astype(np.float32)
-    expected = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) ** 2
-    ours = power_spectrogram(audio, n_fft, hop)
-    assert ours.shape == expected.shape and ours.dtype == np.float32
-    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5 * expected.max())
 
 
 def _librosa_mel(y: np.ndarray, n_fft: int = 1024, n_mels: int = 128) -> np.ndarray:
@@ -155,11 +146,12 @@ def test_each_kind_equals_librosa_feature(case: str) -> None:
     np.testing.assert_allclose(ours, expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())  # float16 stores
 
 
-def test_corrupt_empty_and_short_files(tiny_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corrupt_empty_and_short_files(tiny_root: Path, tmp_path: Path, workers: int) -> None:
     (tiny_root / "blues/blues.00001.wav").write_bytes(b"")
     (tiny_root / "rock/rock.00008.wav").write_text("this is not audio")
     write_tone_clip(tiny_root / "ska/ska.00015.wav", 0.3, 440.0, seed=1)  # shorter than any segment
-    store = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL])[MEL])
+    store = FeatureStore(build(tiny_root, tmp_path / "stores", [MEL], workers)[MEL])
     reasons = {s["clip"]: s["reason"] for s in store.skipped}
     assert set(reasons) == {"blues/blues.00001", "rock/rock.00008"}
     assert "empty" in reasons["blues/blues.00001"] and "not readable" in reasons["rock/rock.00008"]
@@ -200,13 +192,19 @@ def test_interrupted_build_leaves_no_store(tiny_root: Path, tmp_path: Path, monk
     assert len(FeatureStore(build(tiny_root, stores, [MEL])[MEL]).load_split("train")) == 9
 
 
+BUILD_IN_A_PROCESS = """
+import sys
+from features.dataset import load_dataset
+from features.extract import build_stores
+from features.settings import FeatureSetting
+build_stores(load_dataset(sys.argv[1]), [FeatureSetting()], sys.argv[2], workers=1)
+"""
+
+
 def test_killed_build_is_completed_by_rerun(tmp_path: Path) -> None:
     root, stores = tmp_path / "data", tmp_path / "stores"
     make_layout(root, per_split=(12, 4, 4), seconds=3.0)
-    space = tmp_path / "space.yaml"
-    space.write_text("features: {kind: mel}\n")
-    command = [sys.executable, "-m", "features.extract", "--data", str(root), "--space", str(space)]
-    command += ["--stores", str(stores), "--workers", "1"]
+    command = [sys.executable, "-c", BUILD_IN_A_PROCESS, str(root), str(stores)]
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not list(stores.glob("*.partial-*")) and time.time() < deadline:
@@ -222,14 +220,41 @@ def test_killed_build_is_completed_by_rerun(tmp_path: Path) -> None:
         assert json.loads(f.attrs["counts"]) == {"train": 36, "valid": 12, "test": 12}
 
 
-def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
-    space = tmp_path / "space.yaml"
-    space.write_text("features: {kind: mel}\n")
-    command = [sys.executable, "-m", "features.extract", "--data", str(tmp_path / "missing")]
-    command += ["--space", str(space), "--stores", str(tmp_path / "s")]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "missing" in done.stderr
+def _fail_on_rock_00008(audio: dict, clip_id: str, augment: bool, plan: object) -> object:
+    if clip_id == "rock/rock.00008":
+        raise ValueError(f"no features for {clip_id}")
+    return compute_clip(audio, clip_id, augment, plan)
+
+
+def test_an_error_in_a_worker_stops_the_build(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """A bug in a worker (not a corrupt clip) is raised in the parent, and leaves no store."""
+    monkeypatch.setattr(extract, "compute_clip", _fail_on_rock_00008)  # forked workers inherit it
+    with pytest.raises(ValueError, match="no features for rock/rock.00008"):
+        build(tiny_root, tmp_path / "stores", [MEL], workers=2)
+    assert list((tmp_path / "stores").iterdir()) == []
+
+
+def _die_on_rock_00008(audio: dict, clip_id: str, augment: bool, plan: object) -> object:
+    if clip_id == "rock/rock.00008":
+        os._exit(9)  # killed, as by the out-of-memory killer
+    return compute_clip(audio, clip_id, augment, plan)
+
+
+def test_a_worker_that_dies_stops_the_build_instead_of_hanging(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(extract, "compute_clip", _die_on_rock_00008)
+    with pytest.raises(BrokenProcessPool):
+        build(tiny_root, tmp_path / "stores", [MEL], workers=2)
+    assert list((tmp_path / "stores").iterdir()) == []
+
+
+def test_features_of_file_are_the_stored_features(tiny_root: Path, tmp_path: Path) -> None:
+    setting = FeatureSetting(kind="mfcc", hop_length=256, audio_augment=AudioAugment(copies=1, gain_db=(-3.0, 3.0)))
+    train = FeatureStore(build(tiny_root, tmp_path / "stores", [setting])[setting]).load_split("train")
+    ours = features_of_file(tiny_root / "blues/blues.00000.wav", setting)
+    np.testing.assert_array_equal(ours, train.features[0, :, : train.lengths[0]])
+    (tiny_root / "junk.wav").write_text("not audio")
+    with pytest.raises(DecodeError, match="not readable"):
+        features_of_file(tiny_root / "junk.wav", setting)
 
 
 def test_space_features_section_errors_name_the_key(tmp_path: Path) -> None:
