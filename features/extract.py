@@ -16,10 +16,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from common.errors import UserError
 from features.compute import ClipFeatures, DecodeError, ExtractionPlan, compute_clip, decode, plan_extraction
 from features.dataset import Clip, Dataset
 from features.settings import FeatureSetting
-from features.writer import StoreWriter, is_current, remove_stale_partials, store_path
+from features.store import DamagedStoreError, FeatureStore
+from features.writer import StoreWriter, remove_stale_partials, store_path
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def build_stores(
     stores_dir.mkdir(parents=True, exist_ok=True)
     described = dataset.describe()
     paths = {setting: store_path(stores_dir, setting) for setting in settings}
-    todo = [s for s in settings if not is_current(paths[s], described["fingerprint"], s)]
+    todo = [s for s in settings if not _reusable(paths[s], described["fingerprint"], s)]
     for setting in settings:
         if setting not in todo:
             tqdm.write(f"store {paths[setting].name}: up to date, reused")
@@ -43,6 +45,25 @@ def build_stores(
         remove_stale_partials(stores_dir)
         _build(dataset, described, todo, [paths[s] for s in todo], workers)
     return paths
+
+
+def _reusable(path: Path, fingerprint: str, setting: FeatureSetting) -> bool:
+    """A finished, intact store of this format, for this setting, built from this exact dataset.
+    A damaged or older one is rebuilt, with a warning."""
+    if not path.is_file():
+        return False
+    try:
+        store = FeatureStore(path)
+        if store.dataset["fingerprint"] != fingerprint or store.setting != setting:
+            return False
+        store.verify()
+    except DamagedStoreError as err:
+        log.warning("%s: damaged feature store (%s): rebuilding it", path, err.reason)
+        return False
+    except UserError as err:  # a store of an older format
+        log.warning("%s: rebuilding it", err)
+        return False
+    return True
 
 
 def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path], workers: int | None) -> None:

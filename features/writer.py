@@ -17,30 +17,21 @@ import soundfile
 from common.errors import UserError
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
-from features.store import COPIES_GROUP, STD_FLOOR, STORE_FORMAT_VERSION
+from features.store import (
+    CHECKSUM_ATTR,
+    COPIES_GROUP,
+    STD_FLOOR,
+    STORE_FORMAT_VERSION,
+    dataset_digests,
+    encoded,
+    metadata_digest,
+)
 
 PARTIAL_MARK = ".partial-"
 
 
 def store_path(stores_dir: Path, setting: FeatureSetting) -> Path:
     return Path(stores_dir) / f"{setting.name}.h5"
-
-
-def is_current(path: Path, fingerprint: str, setting: FeatureSetting) -> bool:
-    """A finished store of this format, for this setting, built from this exact dataset."""
-    if not path.is_file():
-        return False
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = f.attrs
-            return bool(
-                attrs.get("complete")
-                and attrs.get("format_version") == STORE_FORMAT_VERSION
-                and json.loads(attrs["dataset"])["fingerprint"] == fingerprint
-                and FeatureSetting.from_dict(json.loads(attrs["setting"])) == setting
-            )
-    except (OSError, KeyError, ValueError, UserError):
-        return False  # unreadable or foreign file: rebuild it
 
 
 def remove_stale_partials(stores_dir: Path) -> None:
@@ -67,7 +58,8 @@ class StoreWriter:
     def __init__(self, path: Path, setting: FeatureSetting, dataset: Dataset, described: dict):
         self.path, self.setting, self.described = Path(path), setting, described
         self.temp_path = self.path.with_name(f"{self.path.name}{PARTIAL_MARK}{os.getpid()}")
-        self.file: h5py.File | None = h5py.File(self.temp_path, "w")
+        # The latest file format: HDF5 checksums its own metadata (object headers, chunk indexes).
+        self.file: h5py.File | None = h5py.File(self.temp_path, "w", libver="latest")
         self.split_of = {clip.clip_id: split for split in SPLIT_NAMES for clip in dataset.splits[split]}
         self.capacity = {split: len(dataset.splits[split]) for split in SPLIT_NAMES}
         self.rows: dict[str, list[tuple[str, int, int]]] = {split: [] for split in SPLIT_NAMES}
@@ -131,7 +123,7 @@ class StoreWriter:
             self._write_index(COPIES_GROUP)
             sources, params = zip(*self.copy_rows)
             self.file[COPIES_GROUP].create_dataset("source", data=np.array(sources, dtype=np.int32))
-            self.file[COPIES_GROUP].create_dataset("params", data=np.array(params, dtype=h5py.string_dtype()))
+            self.file[COPIES_GROUP].create_dataset("params", data=encoded(params))
         mean = self.sums[0] / self.frame_count
         std = np.sqrt(np.maximum(self.sums[1] / self.frame_count - mean**2, 0))
         self.file.create_dataset("stats/mean", data=mean.astype(np.float32))
@@ -146,7 +138,7 @@ class StoreWriter:
         group = self.file[split]
         ids, labels, lengths = zip(*self.rows[split])
         group["features"].resize(len(ids), axis=0)
-        group.create_dataset("clip_ids", data=np.array(ids, dtype=h5py.string_dtype()))
+        group.create_dataset("clip_ids", data=encoded(ids))
         group.create_dataset("labels", data=np.array(labels, dtype=np.int16))
         group.create_dataset("lengths", data=np.array(lengths, dtype=np.int32))
 
@@ -159,12 +151,14 @@ class StoreWriter:
             "versions": _library_versions(),
             "skipped": self.skipped,
             "counts": {split: len(rows) for split, rows in self.rows.items() if rows},
+            "digests": dataset_digests(self.file),  # read back: what the file holds
         }
         for key, value in meta.items():
             self.file.attrs[key] = json.dumps(value)
         self.file.attrs["format_version"] = STORE_FORMAT_VERSION
         self.file.attrs["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.file.attrs["complete"] = True  # written last: a store without it is not finished
+        self.file.attrs["complete"] = True  # a store without it is not finished
+        self.file.attrs[CHECKSUM_ATTR] = metadata_digest(self.file.attrs)  # written last: covers the others
 
     def abort(self) -> None:
         if self.file is not None:

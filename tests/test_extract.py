@@ -16,6 +16,7 @@ import librosa
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from features import extract
 from features.augment import AudioAugment
 from features.compute import DecodeError, compute_clip, compute_features, features_of_file, plan_stfts
@@ -273,3 +274,59 @@ def test_space_features_section_errors_name_the_key(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=key) as err:
             feature_settings_of_space(space)
         assert str(space) in str(err.value)
+
+
+def _contents(path: Path) -> dict[str, object]:
+    """Everything a store gives its readers: metadata, every split, statistics, copies."""
+    store = FeatureStore(path)
+    contents: dict[str, object] = {"meta": store.meta, "params": store.copy_params()}
+    copies = store.load_train_copies()
+    contents["stats"], contents["copies/source"] = store.load_stats(), copies.source
+    for name, split in [*((s, store.load_split(s)) for s in ("train", "valid", "test")), ("copies", copies.arrays)]:
+        contents.update({f"{name}/{field}": getattr(split, field) for field in ("features", "lengths", "labels")})
+        contents[f"{name}/clip_ids"] = split.clip_ids
+    return contents
+
+
+def _assert_same(contents: dict[str, object], expected: dict[str, object]) -> None:
+    assert contents.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, np.ndarray | tuple) and key != "params":
+            np.testing.assert_array_equal(contents[key], value, err_msg=key)
+        else:
+            assert contents[key] == value, key
+
+
+DAMAGE_BYTES, DAMAGED_PLACES = 512, 32
+
+
+def test_a_damaged_store_is_rebuilt_or_refused_never_trusted(tmp_path: Path, caplog) -> None:
+    """512 random bytes written at places spread over a complete store, each on a fresh copy:
+    opened directly, it is refused in one line naming the file (or reads as before: bytes no
+    array uses); build_stores rebuilds it, or reuses it only when it reads as before."""
+    make_layout(tmp_path / "data", genres=("blues", "rock"), per_split=(2, 1, 1), seconds=1.0)
+    dataset = load_dataset(tmp_path / "data")
+    setting = FeatureSetting(n_bins=16, audio_augment=AudioAugment(copies=1, gain_db=(-3.0, 3.0)))
+    intact = build_stores(dataset, [setting], tmp_path / "intact", workers=1)[setting]
+    expected = _contents(intact)
+    rng = np.random.default_rng(0)
+    refused = []
+    offsets = np.linspace(0, intact.stat().st_size - DAMAGE_BYTES, DAMAGED_PLACES).astype(int).tolist()
+    for offset in offsets:
+        damaged = tmp_path / f"at{offset}" / intact.name
+        damaged.parent.mkdir()
+        damaged.write_bytes(intact.read_bytes())
+        with damaged.open("r+b") as f:
+            f.seek(offset)
+            f.write(rng.bytes(DAMAGE_BYTES))
+        try:
+            _assert_same(_contents(damaged), expected)
+        except UserError as err:
+            assert str(err).startswith(f"{damaged}: ") and "\n" not in str(err)
+            refused.append(offset)
+        caplog.clear()
+        path = build_stores(dataset, [setting], damaged.parent, workers=1)[setting]
+        _assert_same(_contents(path), expected)
+        rebuilt = [r.message for r in caplog.records if "rebuilding" in r.message]
+        assert (offset in refused) == bool(rebuilt), rebuilt
+    assert len(refused) > len(offsets) / 2  # most of the file matters
