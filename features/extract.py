@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from common.errors import UserError
 from features.compute import ClipFeatures, DecodeError, ExtractionPlan, compute_clip, decode, plan_extraction
-from features.dataset import Clip, Dataset
+from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
 from features.store import DamagedStoreError, FeatureStore
 from features.writer import StoreWriter, remove_stale_partials, store_path
@@ -85,6 +85,7 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
         for writer in writers:
             writer.abort()  # no-op for finished writers; removes the partial file of the others
     _report_skipped(writers[0].skipped)
+    _report_long_clips(writers[0])
 
 
 def _describe(settings: list[FeatureSetting]) -> str:
@@ -159,3 +160,25 @@ def _report_skipped(skipped: list[dict[str, str]]) -> None:
         listed = "; ".join(f"{s['clip']}: {s['reason']}" for s in skipped[:5])
         more = f"; … ({len(skipped) - 5} more, listed in the store)" if len(skipped) > 5 else ""
         log.warning("skipped %d unreadable clip(s): %s%s", len(skipped), listed, more)
+
+
+def _report_long_clips(writer: StoreWriter) -> None:
+    """Warn about clips far longer than the median: each is stored with its own frames only, but
+    may be a mistake (a whole album among 30 s clips) that every trial then holds in memory."""
+    lengths = {clip_id: frames for split in SPLIT_NAMES for clip_id, _, frames in writer.rows[split]}
+    median = float(np.median(list(lengths.values())))
+    long = {clip_id: frames for clip_id, frames in lengths.items() if frames > LONG_CLIP_FACTOR * median}
+    if long:
+        per_second = writer.setting.frames_per_second
+        listed = "; ".join(
+            f"{clip} {frames / per_second:.1f} s ({frames / median:.1f}x)" for clip, frames in long.items()
+        )
+        log.warning(
+            "%d clip(s) far longer than the median clip (%.1f s), stored whole: %s",
+            len(long),
+            median / per_second,
+            listed,
+        )
+
+
+LONG_CLIP_FACTOR = 4  # a clip this many times the median length is worth a warning

@@ -28,6 +28,7 @@ from features.store import (
 )
 
 PARTIAL_MARK = ".partial-"
+CHUNK_FRAMES = 512  # frames per HDF5 chunk: 128 KB of 128-band rows; a split wastes less than one
 
 
 def store_path(stores_dir: Path, setting: FeatureSetting) -> Path:
@@ -61,10 +62,7 @@ class StoreWriter:
         # The latest file format: HDF5 checksums its own metadata (object headers, chunk indexes).
         self.file: h5py.File | None = h5py.File(self.temp_path, "w", libver="latest")
         self.split_of = {clip.clip_id: split for split in SPLIT_NAMES for clip in dataset.splits[split]}
-        self.capacity = {split: len(dataset.splits[split]) for split in SPLIT_NAMES}
-        self.rows: dict[str, list[tuple[str, int, int]]] = {split: [] for split in SPLIT_NAMES}
-        self.capacity[COPIES_GROUP] = self.capacity["train"] * setting.audio_augment.copies
-        self.rows[COPIES_GROUP] = []
+        self.rows: dict[str, list[tuple[str, int, int]]] = {group: [] for group in (*SPLIT_NAMES, COPIES_GROUP)}
         self.copy_rows: list[tuple[int, str]] = []  # per copy: its original's train row, its effect values
         self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
         self.frame_count = 0
@@ -90,25 +88,19 @@ class StoreWriter:
         self.copy_rows.append((len(self.rows["train"]) - 1, json.dumps(params)))
 
     def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
-        dataset, frames = self._dataset_of(group, features.shape[1]), features.shape[1]
-        if frames > dataset.shape[2]:
-            dataset.resize(frames, axis=2)  # a longer clip: the others are zero-padded
-        dataset[len(self.rows[group]), :, :frames] = features
+        """Append the clip's frames to its group's: each clip takes its own frames only."""
+        dataset, frames = self._dataset_of(group), features.shape[1]
+        end = dataset.shape[0]
+        dataset.resize(end + frames, axis=0)
+        dataset[end:] = features.T
         self.rows[group].append((clip_id, label, frames))
 
-    def _dataset_of(self, group: str, frames: int) -> h5py.Dataset:
+    def _dataset_of(self, group: str) -> h5py.Dataset:
         assert self.file is not None
         if group not in self.datasets:
             bins = self.setting.n_bins
-            # A row per chunk, so a row is one write; chunks of 64 frames leave the padding of
-            # shorter rows unallocated (copies differ in length: time stretch).
             self.datasets[group] = self.file.create_group(group).create_dataset(
-                "features",
-                shape=(self.capacity[group], bins, frames),
-                maxshape=(self.capacity[group], bins, None),
-                chunks=(1, bins, min(frames, 64) if group == COPIES_GROUP else frames),
-                dtype=np.float16,
-                fillvalue=0,
+                "features", shape=(0, bins), maxshape=(None, bins), chunks=(CHUNK_FRAMES, bins), dtype=np.float16
             )
         return self.datasets[group]
 
@@ -137,7 +129,6 @@ class StoreWriter:
         assert self.file is not None
         group = self.file[split]
         ids, labels, lengths = zip(*self.rows[split])
-        group["features"].resize(len(ids), axis=0)
         group.create_dataset("clip_ids", data=encoded(ids))
         group.create_dataset("labels", data=np.array(labels, dtype=np.int16))
         group.create_dataset("lengths", data=np.array(lengths, dtype=np.int32))

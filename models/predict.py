@@ -139,12 +139,7 @@ def clip_probabilities(saved: SavedModel, path: Path) -> np.ndarray:
     audio = decode(path, {setting.sample_rate})
     features = compute_features(audio, plan_stfts([setting.original]))[setting.original.name]
     # A one-clip split, so segmenting and averaging are exactly those of validation and test.
-    clip = SplitArrays(
-        features=features[None],
-        lengths=np.array([features.shape[1]], dtype=np.int32),
-        labels=np.zeros(1, dtype=np.int64),  # unknown; only the loss would use it
-        clip_ids=(str(path),),
-    )
+    clip = SplitArrays.of_clips([features], labels=[0], clip_ids=[str(path)])  # label unknown: only the loss uses it
     segment_frames, overlap = saved.config.segment_frames, saved.config.training.eval_overlap
     return evaluate_clips(saved.model, clip, saved.mean, saved.std, segment_frames, overlap).clip_probs[0]
 
