@@ -5,6 +5,7 @@ one writer owning the HDF5 files."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
@@ -67,10 +68,12 @@ def _reusable(path: Path, fingerprint: str, setting: FeatureSetting) -> bool:
 
 
 def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path], workers: int | None) -> None:
-    writers = [StoreWriter(path, setting, dataset, described) for setting, path in zip(settings, paths)]
     clips = dataset.all_clips()
     train_ids = {clip.clip_id for clip in dataset.splits["train"]}  # only training clips get copies
+    writers: list[StoreWriter] = []
     try:
+        for setting, path in zip(settings, paths):
+            writers.append(StoreWriter(path, setting, dataset, described))
         with _results_in_order(clips, train_ids, plan_extraction(settings), workers) as results:
             progress = tqdm(zip(clips, results, strict=True), total=len(clips), desc=_describe(settings), unit="clip")
             for clip, result in progress:
@@ -81,11 +84,24 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
                         _write_clip(writer, clip, result)
         for writer in writers:
             writer.finish()
+    except (OSError, RuntimeError) as err:  # h5py raises either for HDF5's failed writes
+        if not _disk_full(err):
+            raise
+        needed = sum(writer.bytes_needed() for writer in writers) / 2**20
+        raise UserError(
+            f"{paths[0].parent}: no space left on the device for the feature stores (they need about "
+            f"{needed:.1f} MiB: clips x frames x bins x 2 bytes); free some space or use another folder"
+        ) from err
     finally:
         for writer in writers:
             writer.abort()  # no-op for finished writers; removes the partial file of the others
     _report_skipped(writers[0].skipped)
     _report_long_clips(writers[0])
+
+
+def _disk_full(err: OSError | RuntimeError) -> bool:
+    # HDF5's write errors carry the system's message in their text, not always in `errno`.
+    return getattr(err, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(err)
 
 
 def _describe(settings: list[FeatureSetting]) -> str:

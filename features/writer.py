@@ -3,6 +3,7 @@ interrupted build (Ctrl-C, kill -9) never leaves a file a later run takes for fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -60,7 +61,10 @@ class StoreWriter:
         self.path, self.setting, self.described = Path(path), setting, described
         self.temp_path = self.path.with_name(f"{self.path.name}{PARTIAL_MARK}{os.getpid()}")
         # The latest file format: HDF5 checksums its own metadata (object headers, chunk indexes).
-        self.file: h5py.File | None = h5py.File(self.temp_path, "w", libver="latest")
+        # No chunk cache: rows reach the file as they are written, so the writer's memory stays
+        # bounded and a full disk fails the write that meets it (through HDF5's cache it failed
+        # at close, leaving files h5py could not close, and the process crashed at exit).
+        self.file: h5py.File | None = h5py.File(self.temp_path, "w", libver="latest", rdcc_nbytes=0)
         self.split_of = {clip.clip_id: split for split in SPLIT_NAMES for clip in dataset.splits[split]}
         self.rows: dict[str, list[tuple[str, int, int]]] = {group: [] for group in (*SPLIT_NAMES, COPIES_GROUP)}
         self.copy_rows: list[tuple[int, str]] = []  # per copy: its original's train row, its effect values
@@ -69,6 +73,8 @@ class StoreWriter:
         self.skipped: list[dict[str, str]] = []
         self.datasets: dict[str, h5py.Dataset] = {}
         self.classes = dataset.classes
+        self.rows_expected = len(dataset.all_clips()) + len(dataset.splits["train"]) * setting.audio_augment.copies
+        self.frames_seen, self.rows_seen = 0, 0  # rows written or being written: for `bytes_needed`
 
     def skip(self, clip: Clip, reason: str | None) -> None:
         self.skipped.append({"clip": clip.clip_id, "file": str(clip.path), "reason": reason or "unknown"})
@@ -90,6 +96,7 @@ class StoreWriter:
     def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
         """Append the clip's frames to its group's: each clip takes its own frames only."""
         dataset, frames = self._dataset_of(group), features.shape[1]
+        self.frames_seen, self.rows_seen = self.frames_seen + frames, self.rows_seen + 1
         end = dataset.shape[0]
         dataset.resize(end + frames, axis=0)
         dataset[end:] = features.T
@@ -151,9 +158,16 @@ class StoreWriter:
         self.file.attrs["complete"] = True  # a store without it is not finished
         self.file.attrs[CHECKSUM_ATTR] = metadata_digest(self.file.attrs)  # written last: covers the others
 
+    def bytes_needed(self) -> int:
+        """About the size of the finished store: every clip and copy at the mean length of those
+        seen so far, in float16."""
+        mean_frames = self.frames_seen / max(self.rows_seen, 1)
+        return round(self.rows_expected * mean_frames * self.setting.n_bins * 2)
+
     def abort(self) -> None:
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError, RuntimeError):  # after a failed write (full disk), closing may fail too
+                self.file.close()
             self.file = None
             self.temp_path.unlink(missing_ok=True)
 

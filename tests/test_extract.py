@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -219,6 +220,28 @@ from features.extract import build_stores
 from features.settings import FeatureSetting
 build_stores(load_dataset(sys.argv[1]), [FeatureSetting()], sys.argv[2], workers=1)
 """
+
+
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_space_needed(
+    tiny_root: Path, tmp_path: Path, monkeypatch
+) -> None:
+    writes = {"n": 0}
+    original_setitem = h5py.Dataset.__setitem__
+
+    def fill_the_disk_at_the_fifth_row(self, *args):
+        writes["n"] += 1
+        if writes["n"] == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        original_setitem(self, *args)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", fill_the_disk_at_the_fifth_row)
+    stores = tmp_path / "stores"
+    with pytest.raises(UserError) as raised:
+        build(tiny_root, stores, [MEL, FeatureSetting(n_bins=64)])
+    needed = 21 * (1 + 2 * 22050 // 512) * (128 + 64) * 2  # clips x frames x bins x 2 bytes
+    assert str(raised.value).startswith(f"{stores}: no space left") and "\n" not in str(raised.value)
+    assert f"{needed / 2**20:.1f} MiB" in str(raised.value)
+    assert list(stores.iterdir()) == []  # no partial file left
 
 
 def test_killed_build_is_completed_by_rerun(tmp_path: Path) -> None:
