@@ -33,7 +33,8 @@ def build_stores(
     stores_dir: Path,
     workers: int | None = None,
 ) -> dict[FeatureSetting, Path]:
-    """Make sure a current store exists for every setting; build the missing or outdated ones."""
+    """Make sure a current, intact store exists for every setting; build the missing, outdated or
+    damaged ones."""
     stores_dir = Path(stores_dir)
     stores_dir.mkdir(parents=True, exist_ok=True)
     described = dataset.describe()
@@ -87,10 +88,11 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
     except (OSError, RuntimeError) as err:  # h5py raises either for HDF5's failed writes
         if not _disk_full(err):
             raise
-        needed = sum(writer.bytes_needed() for writer in writers) / 2**20
+        needed = sum(writer.bytes_needed() for writer in writers) / 2**20  # 0 before the first clip's features
+        size = f"they need about {needed:.1f} MiB: clips x frames x bins x 2 bytes" if needed else "size not known yet"
         raise UserError(
-            f"{paths[0].parent}: no space left on the device for the feature stores (they need about "
-            f"{needed:.1f} MiB: clips x frames x bins x 2 bytes); free some space or use another folder"
+            f"{paths[0].parent}: no space left on the device for the feature stores ({size}); "
+            "free some space or use another folder"
         ) from err
     finally:
         for writer in writers:
