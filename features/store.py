@@ -1,5 +1,6 @@
 """Reading a feature store: one HDF5 file per `FeatureSetting`, read-only, safe to open from many
-processes at once. `features.extract` is the only writer."""
+processes at once, every array and the metadata checked against the checksums the store carries.
+`features.writer` is the only writer."""
 
 from __future__ import annotations
 
