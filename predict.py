@@ -14,15 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError, exit_on_user_error
-from features.compute import DecodeError, compute_features, decode, plan_stfts
-from features.settings import FeatureSetting
+from features.compute import DecodeError, features_of_file
 from training.saved_model import SavedModel, load_model
-
-
-def features_of_file(path: Path, setting: FeatureSetting) -> np.ndarray:
-    """(bins, frames) features of an audio file, as the store holds them; raises `DecodeError`."""
-    audio = decode(path, {setting.sample_rate})
-    return compute_features(audio, plan_stfts([setting.original]))[setting.original.name]
 
 
 def top_genres(saved: SavedModel, probs: np.ndarray, top: int) -> list[tuple[str, float]]:

@@ -9,13 +9,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import librosa
 import numpy as np
-import scipy.fft
 import soundfile
-import torch
+from threadpoolctl import threadpool_limits
 
 from features.augment import AudioAugment, apply_effects
 from features.settings import FeatureSetting
@@ -90,21 +88,6 @@ class ClipFeatures:
     sums: dict[str, np.ndarray]
     copies: dict[AudioAugment, list[AugmentedCopy]]
 
-    def map_features(self, function: Callable[[Any], Any]) -> ClipFeatures:
-        """The same result with `function` applied to every feature array, the copies' too (to
-        move them between processes; the sums are small and stay as they are)."""
-        copies = {
-            augment: [AugmentedCopy(c.params, {n: function(v) for n, v in c.features.items()}) for c in listed]
-            for augment, listed in self.copies.items()
-        }
-        return ClipFeatures({n: function(v) for n, v in self.features.items()}, self.sums, copies)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of all feature arrays."""
-        arrays = [*self.features.values(), *(v for c in self.copies.values() for a in c for v in a.features.values())]
-        return sum(array.nbytes for array in arrays)
-
 
 def compute_clip(
     audio_by_rate: dict[int, np.ndarray], clip_id: str, augment: bool, plan: ExtractionPlan
@@ -163,106 +146,59 @@ def compute_features(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily
     return {name: to_stored(values) for name, values in feature_values(audio_by_rate, plan)}
 
 
+def features_of_file(path: Path, setting: FeatureSetting) -> np.ndarray:
+    """The `(bins, frames)` float16 features a store of `setting` holds for the audio in `path`
+    (an original clip's, never an augmented copy's). Raises `DecodeError` for unreadable audio
+    and `OSError` for a file that cannot be opened."""
+    original = setting.original
+    audio = decode(Path(path), {original.sample_rate})
+    with threadpool_limits(limits=1):  # as the extractor computes: the rounding depends on BLAS threads
+        return compute_features(audio, plan_stfts([original]))[original.name]
+
+
 def feature_values(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily]) -> Iterator[tuple[str, np.ndarray]]:
-    """Each planned setting's name and float32 features `(bins, frames)`, one STFT per family."""
+    """Each planned setting's name and float32 features `(bins, frames)`: one `librosa.stft` per
+    family, one mel spectrogram per hop and band count (shared by the kinds and compressions
+    that use it)."""
     for family in plan:
         audio = audio_by_rate[family.sample_rate]
-        power = power_spectrogram(audio, family.n_fft, family.hop)
+        power = np.abs(librosa.stft(audio, n_fft=family.n_fft, hop_length=family.hop)) ** 2
+        by_step: dict[int, list[FeatureSetting]] = {}
         for setting in family.settings:
-            step = setting.hop_length // family.hop
-            frames = 1 + len(audio) // setting.hop_length
-            yield setting.name, feature_from_power(power[:, ::step][:, :frames], setting)
+            by_step.setdefault(setting.hop_length // family.hop, []).append(setting)
+        for step, settings in by_step.items():
+            # Centred frames sit at multiples of the hop: every step-th frame is the coarser hop's STFT.
+            spectrum = np.ascontiguousarray(power[:, ::step]) if step > 1 else power
+            mel_of = functools.cache(functools.partial(_mel, spectrum, family.sample_rate, family.n_fft))
+            for setting in settings:
+                yield setting.name, _features(spectrum, setting, mel_of)
 
 
-def power_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """`abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) ** 2` (Hann window, centred frames,
-    zero padding), `(1 + n_fft // 2, 1 + len(audio) // hop)`, as a transposed view of
-    frames-major memory (which `mel_spectrogram` reads in place).
-
-    librosa transforms along the strided frame axis; transforming contiguous frames along the last
-    axis with scipy.fft (float32 throughout), a cache-sized block of frames at a time, gives the
-    same values 2-2.5x faster, and the STFT is most of a clip's cost (tests/test_extract.py pins
-    the equality).
-    """
-    padded = np.pad(audio, n_fft // 2)
-    frames = librosa.util.frame(padded, frame_length=n_fft, hop_length=hop, axis=0)
-    power = np.empty((len(frames), 1 + n_fft // 2), dtype=np.float32)
-    window = _hann(n_fft)
-    for start in range(0, len(frames), STFT_BLOCK_FRAMES):
-        block = power[start : start + STFT_BLOCK_FRAMES]
-        np.abs(scipy.fft.rfft(frames[start : start + STFT_BLOCK_FRAMES] * window, axis=-1), out=block)
-        np.square(block, out=block)
-    return power.T
+def _mel(power: np.ndarray, sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    return librosa.feature.melspectrogram(S=power, sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
 
 
-STFT_BLOCK_FRAMES = 64  # whole clips at once ran 1.3-1.5x slower: their temporaries miss the cache
-
-
-@functools.lru_cache(maxsize=8)
-def _hann(n_fft: int) -> np.ndarray:
-    return librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
-
-
-def to_stored(values: np.ndarray) -> np.ndarray:
-    """float16 (halves store size and memory; log-compressed features need no more than 3
-    digits), C-contiguous `(bins, frames)`. torch converts with the CPU's float16 instructions,
-    30x faster than numpy's scalar cast (0.6 -> 0.02 ms for a 30 s log-mel clip), and lays
-    frames-major values out bins-major in the same pass."""
-    return torch.from_numpy(values).to(torch.float16, memory_format=torch.contiguous_format).numpy()
-
-
-def feature_from_power(power: np.ndarray, setting: FeatureSetting) -> np.ndarray:
+def _features(power: np.ndarray, setting: FeatureSetting, mel_of: Callable[[int], np.ndarray]) -> np.ndarray:
     """One setting's float32 features `(bins, frames)` from a power spectrogram with its rate,
-    window and hop."""
+    window and hop; `mel_of(n_mels)` is that spectrogram's mel power."""
     if setting.kind == "chroma":
         # tuning=0: no per-clip pitch tracking, so the same note maps to the same bin in every clip.
         return librosa.feature.chroma_stft(
             S=power, sr=setting.sample_rate, n_fft=setting.n_fft, n_chroma=setting.n_bins, tuning=0.0
         )
-    n_mels = setting.n_bins if setting.kind == "mel" else MFCC_MEL_BANDS
-    mel = mel_spectrogram(power, setting.sample_rate, setting.n_fft, n_mels)
     if setting.kind == "mfcc":
-        return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=setting.n_bins)
+        return librosa.feature.mfcc(S=librosa.power_to_db(mel_of(MFCC_MEL_BANDS)), n_mfcc=setting.n_bins)
     if setting.compression == "log10_1p":
-        return np.log10(1 + 10 * mel)  # the homework's compression
-    return librosa.power_to_db(mel)
+        return np.log10(1 + 10 * mel_of(setting.n_bins))  # the homework's compression
+    return librosa.power_to_db(mel_of(setting.n_bins))
 
 
 MFCC_MEL_BANDS = 128  # mel bands the MFCCs are taken from
 
 
-def mel_spectrogram(power: np.ndarray, sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """`librosa.filters.mel(...) @ power`, `(n_mels, frames)`, from a power spectrogram laid out
-    frames-major as `power_spectrogram` returns it; the result is frames-major too.
-
-    A dense product over the whole filter matrix multiplies mostly zeros (each FFT bin feeds at
-    most two triangles) and a sparse one needs the power transposed first; one dense product per
-    group of neighbouring triangles, over the FFT bins they cover, reads the power once in place
-    (128 mels of a 30 s clip: 0.35 ms, against 1.3 ms dense and 0.6 ms sparse with its copy).
-    """
-    frames_major = power.T
-    mel = np.empty((frames_major.shape[0], n_mels), dtype=np.float32)
-    for mels, bins, weights in _mel_filter_groups(sample_rate, n_fft, n_mels):
-        np.matmul(frames_major[:, bins], weights, out=mel[:, mels])
-    return mel.T
-
-
-MEL_GROUP_SIZE = 8  # triangles per product: larger groups multiply more zeros, smaller ones cost more calls
-
-
-@functools.lru_cache(maxsize=32)
-def _mel_filter_groups(sample_rate: int, n_fft: int, n_mels: int) -> tuple[tuple[slice, slice, np.ndarray], ...]:
-    """librosa's mel filters, built once (librosa.feature.melspectrogram rebuilds them on every
-    call), cut into groups: the group's mels, the FFT bins they cover, and their weights
-    `(bins, mels)` for a frames-major product."""
-    filters = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
-    groups = []
-    for first in range(0, n_mels, MEL_GROUP_SIZE):
-        rows = filters[first : first + MEL_GROUP_SIZE]
-        covered = np.flatnonzero(rows.any(axis=0))  # empty for triangles too narrow to hit a bin
-        bins = slice(covered[0], covered[-1] + 1) if covered.size else slice(0, 0)
-        groups.append((slice(first, first + len(rows)), bins, np.ascontiguousarray(rows[:, bins].T)))
-    return tuple(groups)
+def to_stored(values: np.ndarray) -> np.ndarray:
+    """float16: halves store size and memory; log-compressed features need no more than 3 digits."""
+    return values.astype(np.float16)
 
 
 def bin_sums(features: np.ndarray) -> np.ndarray:

@@ -3,12 +3,11 @@ interrupted build (Ctrl-C, kill -9) never leaves a file a later run takes for fi
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -19,31 +18,22 @@ import soundfile
 from common.errors import UserError
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
-from features.store import COPIES_GROUP, STD_FLOOR, STORE_FORMAT_VERSION
+from features.store import (
+    CHECKSUM_ATTR,
+    COPIES_GROUP,
+    STD_FLOOR,
+    STORE_FORMAT_VERSION,
+    dataset_digests,
+    encoded,
+    metadata_digest,
+)
 
 PARTIAL_MARK = ".partial-"
-CHUNK_LENGTH_MARGIN = 1.03  # chunk frames over the first clip's: room for clips up to 3% longer
+CHUNK_FRAMES = 512  # frames per HDF5 chunk: 128 KB of 128-band rows; a split wastes less than one
 
 
 def store_path(stores_dir: Path, setting: FeatureSetting) -> Path:
     return Path(stores_dir) / f"{setting.name}.h5"
-
-
-def is_current(path: Path, fingerprint: str, setting: FeatureSetting) -> bool:
-    """A finished store of this format, for this setting, built from this exact dataset."""
-    if not path.is_file():
-        return False
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = f.attrs
-            return bool(
-                attrs.get("complete")
-                and attrs.get("format_version") == STORE_FORMAT_VERSION
-                and json.loads(attrs["dataset"])["fingerprint"] == fingerprint
-                and FeatureSetting.from_dict(json.loads(attrs["setting"])) == setting
-            )
-    except (OSError, KeyError, ValueError, UserError):
-        return False  # unreadable or foreign file: rebuild it
 
 
 def remove_stale_partials(stores_dir: Path) -> None:
@@ -59,19 +49,9 @@ def _process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # it runs, under another user
         return True
     return True
-
-
-@dataclass
-class _GroupDataset:
-    """A group's features dataset and what writing a row needs, kept in Python: h5py asks HDF5
-    for a dataset's shape on every access (90 us), and a fresh padded row costs page faults."""
-
-    data: h5py.Dataset
-    width: int  # frames of the longest row so far: the dataset's third dimension
-    chunk: np.ndarray  # (1, bins, chunk frames): a row padded to its chunk, reused for each row
 
 
 class StoreWriter:
@@ -80,18 +60,21 @@ class StoreWriter:
     def __init__(self, path: Path, setting: FeatureSetting, dataset: Dataset, described: dict):
         self.path, self.setting, self.described = Path(path), setting, described
         self.temp_path = self.path.with_name(f"{self.path.name}{PARTIAL_MARK}{os.getpid()}")
-        self.file: h5py.File | None = h5py.File(self.temp_path, "w")
+        # The latest file format: HDF5 checksums its own metadata (object headers, chunk indexes).
+        # No chunk cache: rows reach the file as they are written, so the writer's memory stays
+        # bounded and a full disk fails the write that meets it (through HDF5's cache it failed
+        # at close, leaving files h5py could not close, and the process crashed at exit).
+        self.file: h5py.File | None = h5py.File(self.temp_path, "w", libver="latest", rdcc_nbytes=0)
         self.split_of = {clip.clip_id: split for split in SPLIT_NAMES for clip in dataset.splits[split]}
-        self.capacity = {split: len(dataset.splits[split]) for split in SPLIT_NAMES}
-        self.rows: dict[str, list[tuple[str, int, int]]] = {split: [] for split in SPLIT_NAMES}
-        self.capacity[COPIES_GROUP] = self.capacity["train"] * setting.audio_augment.copies
-        self.rows[COPIES_GROUP] = []
+        self.rows: dict[str, list[tuple[str, int, int]]] = {group: [] for group in (*SPLIT_NAMES, COPIES_GROUP)}
         self.copy_rows: list[tuple[int, str]] = []  # per copy: its original's train row, its effect values
         self.sums = np.zeros((2, setting.n_bins), dtype=np.float64)  # sum and sum of squares, train only
         self.frame_count = 0
         self.skipped: list[dict[str, str]] = []
-        self.datasets: dict[str, _GroupDataset] = {}
+        self.datasets: dict[str, h5py.Dataset] = {}
         self.classes = dataset.classes
+        self.rows_expected = len(dataset.all_clips()) + len(dataset.splits["train"]) * setting.audio_augment.copies
+        self.frames_seen, self.rows_seen = 0, 0  # rows written or being written: for `bytes_needed`
 
     def skip(self, clip: Clip, reason: str | None) -> None:
         self.skipped.append({"clip": clip.clip_id, "file": str(clip.path), "reason": reason or "unknown"})
@@ -111,45 +94,25 @@ class StoreWriter:
         self.copy_rows.append((len(self.rows["train"]) - 1, json.dumps(params)))
 
     def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
-        dataset, frames = self._dataset_of(group, features.shape[1]), features.shape[1]
-        row = len(self.rows[group])
-        if frames > dataset.width:
-            dataset.data.resize(frames, axis=2)  # a longer clip: the others are zero-padded
-            dataset.width = frames
-        if frames <= dataset.chunk.shape[2]:
-            # The row's first chunk holds all of it: write its bytes straight to the file, past
-            # HDF5's selection and chunk cache (4x faster; the writer serves every worker). No
-            # filters to apply; the rest of the chunk is padding, 0 like the fill value.
-            dataset.chunk[0, :, :frames] = features
-            dataset.chunk[0, :, frames:] = 0
-            dataset.data.id.write_direct_chunk((row, 0, 0), dataset.chunk)
-        else:
-            dataset.data[row, :, :frames] = features
+        """Append the clip's frames to its group's: each clip takes its own frames only."""
+        dataset, frames = self._dataset_of(group), features.shape[1]
+        self.frames_seen, self.rows_seen = self.frames_seen + frames, self.rows_seen + 1
+        end = dataset.shape[0]
+        dataset.resize(end + frames, axis=0)
+        dataset[end:] = features.T
         self.rows[group].append((clip_id, label, frames))
 
-    def _dataset_of(self, group: str, frames: int) -> _GroupDataset:
+    def _dataset_of(self, group: str) -> h5py.Dataset:
         assert self.file is not None
         if group not in self.datasets:
             bins = self.setting.n_bins
-            # A row per chunk, sized for the first clip plus GTZAN's spread of lengths (29.9-30.7 s),
-            # so nearly every row takes the direct path. Copies differ more in length (time
-            # stretch): short chunks leave their padding unallocated, so they cost only their frames.
-            chunk_frames = min(frames, 64) if group == COPIES_GROUP else math.ceil(frames * CHUNK_LENGTH_MARGIN)
-            data = self.file.create_group(group).create_dataset(
-                "features",
-                shape=(self.capacity[group], bins, frames),
-                maxshape=(self.capacity[group], bins, None),
-                chunks=(1, bins, chunk_frames),
-                dtype=np.float16,
-                fillvalue=0,
+            self.datasets[group] = self.file.create_group(group).create_dataset(
+                "features", shape=(0, bins), maxshape=(None, bins), chunks=(CHUNK_FRAMES, bins), dtype=np.float16
             )
-            self.datasets[group] = _GroupDataset(data, frames, np.zeros((1, bins, chunk_frames), dtype=np.float16))
         return self.datasets[group]
 
     def finish(self) -> None:
         """Write index arrays, statistics and metadata, then rename into place."""
-        from common.errors import UserError
-
         assert self.file is not None
         for split in SPLIT_NAMES:
             if not self.rows[split]:
@@ -159,7 +122,7 @@ class StoreWriter:
             self._write_index(COPIES_GROUP)
             sources, params = zip(*self.copy_rows)
             self.file[COPIES_GROUP].create_dataset("source", data=np.array(sources, dtype=np.int32))
-            self.file[COPIES_GROUP].create_dataset("params", data=np.array(params, dtype=h5py.string_dtype()))
+            self.file[COPIES_GROUP].create_dataset("params", data=encoded(params))
         mean = self.sums[0] / self.frame_count
         std = np.sqrt(np.maximum(self.sums[1] / self.frame_count - mean**2, 0))
         self.file.create_dataset("stats/mean", data=mean.astype(np.float32))
@@ -173,8 +136,7 @@ class StoreWriter:
         assert self.file is not None
         group = self.file[split]
         ids, labels, lengths = zip(*self.rows[split])
-        group["features"].resize(len(ids), axis=0)
-        group.create_dataset("clip_ids", data=np.array(ids, dtype=h5py.string_dtype()))
+        group.create_dataset("clip_ids", data=encoded(ids))
         group.create_dataset("labels", data=np.array(labels, dtype=np.int16))
         group.create_dataset("lengths", data=np.array(lengths, dtype=np.int32))
 
@@ -187,16 +149,25 @@ class StoreWriter:
             "versions": _library_versions(),
             "skipped": self.skipped,
             "counts": {split: len(rows) for split, rows in self.rows.items() if rows},
+            "digests": dataset_digests(self.file),  # read back: what the file holds
         }
         for key, value in meta.items():
             self.file.attrs[key] = json.dumps(value)
         self.file.attrs["format_version"] = STORE_FORMAT_VERSION
         self.file.attrs["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.file.attrs["complete"] = True  # written last: a store without it is not finished
+        self.file.attrs["complete"] = True  # a store without it is not finished
+        self.file.attrs[CHECKSUM_ATTR] = metadata_digest(self.file.attrs)  # written last: covers the others
+
+    def bytes_needed(self) -> int:
+        """About the size of the finished store: every clip and copy at the mean length of those
+        seen so far, in float16."""
+        mean_frames = self.frames_seen / max(self.rows_seen, 1)
+        return round(self.rows_expected * mean_frames * self.setting.n_bins * 2)
 
     def abort(self) -> None:
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError, RuntimeError):  # after a failed write (full disk), closing may fail too
+                self.file.close()
             self.file = None
             self.temp_path.unlink(missing_ok=True)
 

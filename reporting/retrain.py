@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -20,7 +19,7 @@ from common.experiment import METADATA_FILE
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.settings import FeatureSetting
-from features.store import FeatureStore, FitData, SplitArrays
+from features.store import FeatureStore, FitData, SplitArrays, concat_splits
 from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
 from training.saved_model import save_model
 
@@ -131,20 +130,6 @@ def merged_fit_data(data: FitData) -> FitData:
     so its plateau schedule, if any, watches the training loss. Normalisation keeps the store's
     train-only statistics, which the saved model carries too."""
     return dataclasses.replace(data, train=concat_splits(data.train, data.valid))
-
-
-def concat_splits(first: SplitArrays, second: SplitArrays) -> SplitArrays:
-    frames = max(first.features.shape[2], second.features.shape[2])
-
-    def padded(features: np.ndarray) -> np.ndarray:  # clips past their length are zero padding anyway
-        return np.pad(features, ((0, 0), (0, 0), (0, frames - features.shape[2])))
-
-    return SplitArrays(
-        features=np.concatenate([padded(first.features), padded(second.features)]),
-        lengths=np.concatenate([first.lengths, second.lengths]),
-        labels=np.concatenate([first.labels, second.labels]),
-        clip_ids=first.clip_ids + second.clip_ids,
-    )
 
 
 def _built(config: TrialConfig, data: FitData, state: dict[str, torch.Tensor], device: torch.device) -> torch.nn.Module:

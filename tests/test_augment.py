@@ -163,8 +163,8 @@ def test_stored_copies_differ_and_are_stretched(stores: dict[FeatureSetting, Fea
         expected = train.lengths[source] / params[row]["time_stretch"]
         assert copies.arrays.lengths[row] == pytest.approx(expected, abs=2)
         frames = min(copies.arrays.lengths[row], train.lengths[source])
-        assert not np.allclose(copies.arrays.features[row, :, :frames], train.features[source, :, :frames], atol=0.05)
-    first, second = copies.arrays.features[0], copies.arrays.features[1]  # both copies of clip 0
+        assert not np.allclose(copies.arrays.clip(row)[:, :frames], train.clip(source)[:, :frames], atol=0.05)
+    first, second = copies.arrays.clip(0), copies.arrays.clip(1)  # both copies of clip 0
     assert copies.source[0] == copies.source[1] and not np.array_equal(first, second)
 
 
@@ -208,8 +208,10 @@ def test_fit_trains_on_the_copies(stores: dict[FeatureSetting, FeatureStore]) ->
 
 
 def _device_split(lengths: list[int], labels: list[int]) -> DeviceSplit:
-    frames = torch.zeros(len(lengths), 4, max(lengths))
-    return DeviceSplit(frames, np.asarray(lengths, dtype=np.int64), torch.as_tensor(labels))
+    offsets = torch.as_tensor(np.cumsum(lengths) - lengths)
+    return DeviceSplit(
+        torch.zeros(sum(lengths), 4), offsets, np.asarray(lengths, dtype=np.int64), torch.as_tensor(labels)
+    )
 
 
 def _source_of(variants: np.ndarray, rows: torch.Tensor) -> torch.Tensor:

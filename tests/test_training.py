@@ -65,17 +65,16 @@ def make_split(seed: int, clips_per_class: int, n_bins: int = N_BINS, n_frames: 
     features = 3.0 + 2.0 * features  # raw, un-normalised scale
     lengths = rng.integers(n_frames // 2, n_frames + 1, size=len(labels)).astype(np.int32)
     lengths[0] = 20  # shorter than a segment
-    for i, length in enumerate(lengths):
-        features[i, :, length:] = 0.0
     ids = tuple(f"clip{i:03d}" for i in range(len(labels)))
-    return SplitArrays(features.astype(np.float16), lengths, labels.astype(np.int64), ids)
+    clips = [clip[:, :length] for clip, length in zip(features.astype(np.float16), lengths)]
+    return SplitArrays.of_clips(clips, labels, ids)
 
 
 def make_data(setting: FeatureSetting = SETTING, n_frames: int = N_FRAMES, per_class=(6, 2)) -> FitData:
     n_bins = setting.n_bins
     train = make_split(0, per_class[0], n_bins, n_frames)
     valid = make_split(1, per_class[1], n_bins, n_frames)
-    flat = train.features.astype(np.float32).transpose(1, 0, 2).reshape(n_bins, -1)
+    flat = train.features.astype(np.float32).T
     return FitData(
         train=train,
         valid=valid,
@@ -262,9 +261,7 @@ def test_evaluate_clips_averages_segment_probabilities_per_clip():
     rng = np.random.default_rng(0)
     lengths = np.array([8, 7, 3])
     raw = rng.normal(size=(3, 3, 9)).astype(np.float16)
-    for i, length in enumerate(lengths):
-        raw[i, :, length:] = 0
-    split = SplitArrays(raw, lengths.astype(np.int32), np.array([0, 1, 2]), ("a", "b", "c"))
+    split = SplitArrays.of_clips([clip[:, :length] for clip, length in zip(raw, lengths)], [0, 1, 2], ("a", "b", "c"))
     mean, std = np.array([0.5, -0.2, 0.1], np.float32), np.array([2.0, 1.0, 0.5], np.float32)
     result = evaluate_clips(SumOverTime(), split, mean, std, segment_frames=4, overlap=0.5, device="cpu")
 

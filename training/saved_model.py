@@ -48,7 +48,7 @@ class SavedModel:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """(classes,) probabilities of one clip from its stored features (bins, frames): cut into the
         segments validation and test use, their probabilities averaged."""
-        clip = SplitArrays(features[None], np.array([features.shape[1]]), np.array([NO_LABEL]), ("",))
+        clip = SplitArrays.of_clips([features], labels=[NO_LABEL], clip_ids=[""])
         segment_frames = self.config.segment_frames
         prepared = prepare_split(clip, self.mean, self.std, torch.device("cpu"), segment_frames)
         return predict_clips(self.model, prepared, segment_frames, self.config.training.eval_overlap)[0]

@@ -118,9 +118,9 @@ def homework_epoch(config: TrialConfig, data: FitData, files: list[Path]) -> tup
 
 def write_npy_files(data: FitData, folder: Path) -> list[Path]:
     files = []
-    for index, (features, length) in enumerate(zip(data.train.features, data.train.lengths)):
+    for index in range(len(data.train)):
         files.append(folder / f"{index}.npy")
-        np.save(files[-1], features[:, :length].astype(np.float32))
+        np.save(files[-1], data.train.clip(index).astype(np.float32))
     return files
 
 
