@@ -300,24 +300,6 @@ def test_features_of_file_are_the_stored_features(tiny_root: Path, tmp_path: Pat
         features_of_file(tiny_root / "junk.wav", setting)
 
 
-def test_space_features_section_errors_name_the_key(tmp_path: Path) -> None:
-    from common.errors import UserError
-    from search.space_file import feature_settings_of_space
-
-    space = tmp_path / "bad.yaml"
-    for section, key in [
-        ("{kind: cqt}", "features.kind"),
-        ("{hop_length: {uniform: [256, 512]}}", "features.hop_length"),
-        ("{hop: 512}", "hop"),
-        ("{mel: {n_mels: 64}}", "n_mels"),
-        ("{kind: {choice: []}}", "features.kind"),
-    ]:
-        space.write_text(f"features: {section}\n")
-        with pytest.raises(UserError, match=key) as err:
-            feature_settings_of_space(space)
-        assert str(space) in str(err.value)
-
-
 def _contents(path: Path) -> dict[str, object]:
     """Everything a store gives its readers: metadata, every split, statistics, copies."""
     store = FeatureStore(path)

@@ -84,3 +84,18 @@ def test_values_given_together_may_still_contradict_each_other() -> None:
 def test_an_int_step_below_one_is_refused_before_any_trial() -> None:
     with pytest.raises(UserError, match=r"model\.cnn2d\.depth: 0 must be at least 1 as int's step"):
         parse_space(model_space("cnn2d", {"depth": {"int": [2, 4, 0]}}), SPACE)
+
+
+def test_space_features_section_errors_name_the_key(tmp_path: Path) -> None:
+    space = tmp_path / "bad.yaml"
+    for section, key in [
+        ("{kind: cqt}", "features.kind"),
+        ("{hop_length: {uniform: [256, 512]}}", "features.hop_length"),
+        ("{hop: 512}", "hop"),
+        ("{mel: {n_mels: 64}}", "n_mels"),
+        ("{kind: {choice: []}}", "features.kind"),
+    ]:
+        space.write_text(f"features: {section}\n")
+        with pytest.raises(UserError, match=key) as err:
+            load_space(space).feature_settings()
+        assert str(space) in str(err.value)

@@ -301,8 +301,7 @@ def test_saved_model_round_trips_and_classifies_like_the_evaluation(data, tmp_pa
     assert saved.config == config and saved.classes == data.classes and saved.about == {"seed": 0}
     expected = evaluate_clips(result.model, data.valid, data.mean, data.std, config.segment_frames, 0.5)
     for clip in (0, 3):  # clip 0 is shorter than a segment
-        features = data.valid.features[clip, :, : data.valid.lengths[clip]]
-        np.testing.assert_allclose(saved.probabilities(features), expected.clip_probs[clip], rtol=1e-5)
+        np.testing.assert_allclose(saved.probabilities(data.valid.clip(clip)), expected.clip_probs[clip], rtol=1e-5)
 
 
 def test_models_import_neither_training_nor_features():
@@ -343,7 +342,7 @@ def test_callback_returning_true_stops_after_that_epoch(data):
 
 
 def test_fit_without_validation_never_reads_the_valid_split(data):
-    unreadable = SplitArrays(np.zeros((0, 3, 5), np.float16), np.zeros(0, np.int32), np.zeros(0, np.int64), ())
+    unreadable = SplitArrays(np.zeros((0, 3), np.float16), np.zeros(0, np.int32), np.zeros(0, np.int64), ())
     # A rate too small to learn: the training loss moves by chance, so some epochs do not improve it.
     config = make_config(
         optimizer={"name": "sgd", "lr": 1e-9},
