@@ -58,7 +58,7 @@ def _reusable(path: Path, fingerprint: str, setting: FeatureSetting) -> bool:
         store = FeatureStore(path)
         if store.dataset["fingerprint"] != fingerprint or store.setting != setting:
             return False
-        store.verify()
+        store.verify(include_test=False)  # the search must not read test data; the report checks it
     except DamagedStoreError as err:
         log.warning("%s: damaged feature store (%s): rebuilding it", path, err.reason)
         return False

@@ -19,7 +19,7 @@ from common.experiment import METADATA_FILE
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.settings import FeatureSetting
-from features.store import FeatureStore, FitData, SplitArrays, concat_splits
+from features.store import DamagedStoreError, FeatureStore, FitData, SplitArrays, concat_splits
 from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
 from training.saved_model import save_model
 
@@ -55,17 +55,28 @@ class Retraining:
 
 
 def open_store(folder: Path, metadata: dict[str, Any], setting: FeatureSetting) -> FeatureStore:
-    """The store the search trained `setting` on, as listed in experiment.json; rebuilt from the
-    dataset root recorded there when the file has gone (a cache folder may be cleaned)."""
+    """The store the search trained `setting` on, as listed in experiment.json, checked whole
+    (test split included); rebuilt from the dataset root recorded there when the file has gone (a
+    cache folder may be cleaned) or is damaged."""
     listed = (metadata.get("stores") or {}).get(setting.name)
     if listed is None:
         raise UserError(f"{folder / METADATA_FILE}: lists no feature store for {setting.name}")
     path = Path(listed)
-    if not path.is_file():
+    problem = "is gone" if not path.is_file() else _damage(path)
+    if problem:
         root = metadata["dataset"]["root"]
-        log.warning("store %s is gone: rebuilding it from %s", path, root)
+        log.warning("store %s %s: rebuilding it from %s", path, problem, root)
+        path.unlink(missing_ok=True)
         build_stores(load_dataset(root), [setting], path.parent)
     return FeatureStore(path)
+
+
+def _damage(path: Path) -> str | None:
+    try:
+        FeatureStore(path).verify(include_test=True)
+    except DamagedStoreError as err:
+        return f"is damaged ({err.reason})"
+    return None
 
 
 def load_test_split(store: FeatureStore) -> SplitArrays:
