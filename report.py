@@ -8,6 +8,9 @@ figures, `report.json` and one model file per seed into `<experiment>/report/` (
 Compared with: the homework baseline's published 63.44% test accuracy when the data is GTZAN's 8
 homework genres, and `baseline.yaml`'s result when an experiment of it on the same dataset (same
 fingerprint) is in the same storage folder (the latest one; see reporting/baselines.py).
+
+The experiment folder is read from its JSON and CSV files only, never unpickled; an experiment in
+which no trial finished an epoch gets its leaderboard and one line, with exit code 2.
 """
 
 from __future__ import annotations
