@@ -18,11 +18,12 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from common.errors import UserError
+from common.partials import remove_stale_partials
 from features.compute import ClipFeatures, DecodeError, ExtractionPlan, compute_clip, decode, plan_extraction
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
 from features.store import DamagedStoreError, FeatureStore
-from features.writer import StoreWriter, remove_stale_partials, store_path
+from features.writer import StoreWriter, store_path
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ import math
 import numbers
 import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from scipy import ndimage, signal
 from tqdm import tqdm
 
 from common.errors import UserError, exit_on_user_error
+from common.partials import partial_path, remove_stale_partials
 
 GENRES = ("classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae")
 DEFAULT_CLIPS_PER_GENRE = 40
@@ -47,7 +47,6 @@ SR = SAMPLE_RATE
 # The real fault-filtered split holds 353 / 150 / 227 of 730 clips: we keep its proportions.
 SPLIT_FRACTIONS = {"train": 353 / 730, "valid": 150 / 730, "test": 227 / 730}
 MARKER = "SYNTHETIC.json"
-PARTIAL_MARK = ".partial-"  # `.<out>.partial-<pid>-<random>`: the folder a set is written into
 PCM_BYTES = 2  # 16-bit samples
 WAV_HEADER_BYTES = 44
 FS_BLOCK_BYTES = 4096  # a file takes whole blocks of the filesystem
@@ -917,31 +916,6 @@ def _is_disk_full(error: BaseException, folder: Path, clip_bytes: int) -> bool:
     return False
 
 
-def _partial_folder(out: Path) -> Path:
-    """Where `out` is written until complete; named after this process, so a later run can tell a
-    dead generation's leftovers from a live one's."""
-    return out.parent / f".{out.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _remove_stale_partials(out: Path) -> None:
-    """Delete the partial folders of `out` whose generation died (killed, machine restarted)."""
-    prefix = f".{out.name}{PARTIAL_MARK}"
-    for partial in out.parent.iterdir() if out.parent.is_dir() else ():
-        pid = partial.name.removeprefix(prefix).split("-")[0]
-        if partial.name.startswith(prefix) and not (pid.isdigit() and _process_alive(int(pid))):
-            shutil.rmtree(partial, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
 def _write_set(folder: Path, clips_per_genre: int, seconds: float, seed: int, workers: int | None) -> None:
     """Every clip, the split lists and the marker, into `folder`."""
     for genre in GENRES:
@@ -973,10 +947,10 @@ def generate_dataset(
     _check_arguments(clips_per_genre, seconds, seed, workers)
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
+    remove_stale_partials(out.parent)
     needed = bytes_needed(clips_per_genre, seconds)
     free = _check_space(out, needed)
-    partial = _partial_folder(out)
+    partial = partial_path(out)
     try:
         partial.mkdir()
         _write_set(partial, clips_per_genre, seconds, seed, workers)

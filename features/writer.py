@@ -16,6 +16,7 @@ import numpy as np
 import soundfile
 
 from common.errors import UserError
+from common.partials import partial_path
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
 from features.store import (
@@ -28,7 +29,6 @@ from features.store import (
     metadata_digest,
 )
 
-PARTIAL_MARK = ".partial-"
 CHUNK_FRAMES = 512  # frames per HDF5 chunk: 128 KB of 128-band rows; a split wastes less than one
 
 
@@ -36,30 +36,12 @@ def store_path(stores_dir: Path, setting: FeatureSetting) -> Path:
     return Path(stores_dir) / f"{setting.name}.h5"
 
 
-def remove_stale_partials(stores_dir: Path) -> None:
-    """Delete temporary files left by builds that died (their process no longer runs)."""
-    for partial in Path(stores_dir).glob(f"*{PARTIAL_MARK}*"):
-        pid = partial.name.rsplit(PARTIAL_MARK, 1)[1]
-        if not (pid.isdigit() and _process_alive(int(pid))):
-            partial.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it runs, under another user
-        return True
-    return True
-
-
 class StoreWriter:
     """Receives clips in order, writes each split's rows, keeps train-only per-bin statistics."""
 
     def __init__(self, path: Path, setting: FeatureSetting, dataset: Dataset, described: dict):
         self.path, self.setting, self.described = Path(path), setting, described
-        self.temp_path = self.path.with_name(f"{self.path.name}{PARTIAL_MARK}{os.getpid()}")
+        self.temp_path = partial_path(self.path)
         # The latest file format: HDF5 checksums its own metadata (object headers, chunk indexes).
         # No chunk cache: rows reach the file as they are written, so the writer's memory stays
         # bounded and a full disk fails the write that meets it (through HDF5's cache it failed

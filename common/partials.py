@@ -1,0 +1,41 @@
+"""Outputs written under a temporary name beside their final place and renamed into it when
+complete, so an interrupted run never leaves something a later run takes for finished; the
+leftovers of processes that died are removed by the next run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+PARTIAL_MARK = ".partial-"  # `.<name>.partial-<pid>-<random>`: whose it is, and unique
+
+
+def partial_path(path: Path) -> Path:
+    """Where `path` (a file or a folder) is written until complete: beside it, hidden, named after
+    this process, so a later run can tell a dead run's leftovers from a live one's."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Delete the partial files and folders in `folder` whose process no longer runs."""
+    for partial in Path(folder).glob(f"*{PARTIAL_MARK}*") if Path(folder).is_dir() else ():
+        pid = partial.name.rsplit(PARTIAL_MARK, 1)[1].split("-")[0]
+        if pid.isdigit() and process_alive(int(pid)):
+            continue
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, under another user
+        return True
+    return True
