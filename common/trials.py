@@ -25,6 +25,15 @@ class TrialRecord:
     errored: bool
 
 
+def epoch_history(reports: pd.DataFrame | None) -> pd.DataFrame:
+    """A trial's reports as one row per epoch, in order; empty when it reported none. An epoch
+    reported twice keeps its later report: after a killed driver, Ray resumes a trial from the
+    checkpoint its last snapshot knew, so the epochs reported after that snapshot run again."""
+    if reports is None or reports.empty or EPOCH not in reports:
+        return pd.DataFrame()
+    return reports.drop_duplicates(EPOCH, keep="last").sort_values(EPOCH).reset_index(drop=True)
+
+
 def trial_rows(records: Iterable[TrialRecord], max_epochs: int) -> pd.DataFrame:
     """Per trial: its best epoch by validation clip accuracy (ties: lower validation loss), epochs
     run, status, and the values Optuna chose; best first, trials without an epoch last."""

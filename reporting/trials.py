@@ -17,7 +17,7 @@ import pandas as pd
 
 from common.errors import UserError
 from common.experiment import RUN_STATE_PATTERN, TRIAL_PARAMS_FILE, search_seconds, start_time, trial_folders
-from common.trials import EPOCH, METRIC, TrialRecord, ranked, trial_rows
+from common.trials import METRIC, TrialRecord, epoch_history, ranked, trial_rows
 from training.config import trial_config
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,7 @@ def _history(trial_dir: Path) -> pd.DataFrame:
         history = pd.read_csv(trial_dir / PROGRESS_FILE, dtype={"trial_id": str})
     else:
         return pd.DataFrame()
-    if EPOCH not in history:
-        return pd.DataFrame()
-    return history.sort_values(EPOCH).reset_index(drop=True)
+    return epoch_history(history)
 
 
 def _result_rows(path: Path) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from common.experiment import BEST_CONFIG_FILE, LEADERBOARD_FILE
-from common.trials import EPOCH, METRIC, TrialRecord, leaderboard_text, ranked, trial_rows
+from common.trials import METRIC, TrialRecord, epoch_history, leaderboard_text, ranked, trial_rows
 from training.config import trial_config
 
 
@@ -22,17 +22,11 @@ def trial_records(results: Any) -> list[TrialRecord]:
             name=Path(result.path).name,
             path=result.path,
             config=result.config,
-            history=_history(result.metrics_dataframe),
+            history=epoch_history(result.metrics_dataframe),
             errored=result.error is not None,
         )
         for result in results
     ]
-
-
-def _history(frame: pd.DataFrame | None) -> pd.DataFrame:
-    if frame is None or frame.empty or EPOCH not in frame:
-        return pd.DataFrame()
-    return frame.sort_values(EPOCH).reset_index(drop=True)
 
 
 def summarize(results: Any, local_dir: Path, max_epochs: int) -> pd.DataFrame:
