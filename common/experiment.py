@@ -35,6 +35,7 @@ TUNER_FILE = "tuner.pkl"
 RUN_STATE_PATTERN = "experiment_state-*.json"
 TRIAL_PARAMS_FILE = "params.json"
 ORPHANS_DIR = "orphaned-trials"
+CONFIG_FAILURES_DIR = "config-failures"  # <trial id>.txt: trials that failed for their config, not retried
 
 
 @dataclass(frozen=True)

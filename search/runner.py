@@ -233,7 +233,9 @@ def _tuner(
 ) -> tune.Tuner:
     # The driver loads train and valid only; trials get them from the object store, never from disk.
     refs = {setting.name: ray.put(FeatureStore(path).load_fit_data()) for setting, path in stores.items()}
-    trainable = tune.with_resources(tune.with_parameters(train_trial, stores=refs), _resources(space))
+    failures = str(experiment.local_dir / experiments.CONFIG_FAILURES_DIR)
+    trainable = tune.with_parameters(train_trial, stores=refs, failures_dir=failures)
+    trainable = tune.with_resources(trainable, _resources(space))
     if restore:
         return tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
     return _new_tuner(trainable, space, experiment)

@@ -16,28 +16,30 @@ from training import TrainingState, TrialConfig, fit
 from training.config import trial_config
 
 STATE_FILE = "state.pt"
-# In the trial's folder: the error that failed the trial for its config, not for its machine.
-CONFIG_FAILURE_FILE = "config_failure.txt"
 
 
 class NotRetried(UserError):
     """A retry of a trial whose config failed: it would fail the same way."""
 
 
-def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef]) -> None:
+def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef], failures_dir: str) -> None:
     """Run one trial; `stores` maps a feature setting's name to its `FitData` in Ray's object store
     (one copy per node, shared by every trial there, shipped by Ray to other nodes).
 
     Ray retries a failed trial (`search.max_failures`) whatever the error, but only a lost worker
     or node can go better on a retry: a `UserError` (a diverging loss, a network that cannot be
-    built) is recorded in the trial's folder, and a retry that finds it there fails at once."""
-    failure = Path(tune.get_context().get_trial_dir()) / CONFIG_FAILURE_FILE
+    built) is recorded as `<failures_dir>/<trial id>.txt`, and a retry that finds it fails at once.
+    That folder is in the experiment's own folder, not in Ray's trial folder: Ray copies a failed
+    trial's files to its retry's folder in the background, and a retry started first missed them."""
+    failure = Path(failures_dir) / f"{tune.get_context().get_trial_id()}.txt"
     if failure.is_file():
         raise NotRetried(f"not retried, its config failed: {failure.read_text()}")
     try:
         _train(config, stores)
     except UserError as err:
-        failure.write_text(f"{type(err).__name__}: {err}")
+        if failure.parent.parent.is_dir():  # the experiment folder: on the driver's machine or shared storage
+            failure.parent.mkdir(exist_ok=True)
+            failure.write_text(f"{type(err).__name__}: {err}")
         raise
 
 
