@@ -1,9 +1,10 @@
 """Outputs written under a temporary name beside their final place and renamed into it when
-complete, so an interrupted run never leaves something a later run takes for finished; the
-leftovers of processes that died are removed by the next run."""
+complete, so an interrupted run (or a full disk) never leaves something a later run takes for
+finished; the leftovers of processes that died are removed by the next run."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -29,6 +30,13 @@ def remove_stale_partials(folder: Path) -> None:
             shutil.rmtree(partial, ignore_errors=True)
         else:
             partial.unlink(missing_ok=True)
+
+
+def no_space_left(error: BaseException) -> bool:
+    """Whether a write failed because the disk (or the user's quota) is full. HDF5 passes the
+    system's message on in its text, not always in `errno`."""
+    codes = (errno.ENOSPC, errno.EDQUOT)
+    return getattr(error, "errno", None) in codes or any(os.strerror(code) in str(error) for code in codes)
 
 
 def process_alive(pid: int) -> bool:

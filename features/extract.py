@@ -5,7 +5,6 @@ one writer owning the HDF5 files."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import multiprocessing
 import os
@@ -18,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.partials import remove_stale_partials
+from common.partials import no_space_left, remove_stale_partials
 from features.compute import ClipFeatures, DecodeError, ExtractionPlan, compute_clip, decode, plan_extraction
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
@@ -87,7 +86,7 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
         for writer in writers:
             writer.finish()
     except (OSError, RuntimeError) as err:  # h5py raises either for HDF5's failed writes
-        if not _disk_full(err):
+        if not no_space_left(err):
             raise
         needed = sum(writer.bytes_needed() for writer in writers) / 2**20  # 0 before the first clip's features
         size = f"they need about {needed:.1f} MiB: clips x frames x bins x 2 bytes" if needed else "size not known yet"
@@ -100,11 +99,6 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
             writer.abort()  # no-op for finished writers; removes the partial file of the others
     _report_skipped(writers[0].skipped)
     _report_long_clips(writers[0])
-
-
-def _disk_full(err: OSError | RuntimeError) -> bool:
-    # HDF5's write errors carry the system's message in their text, not always in `errno`.
-    return getattr(err, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(err)
 
 
 def _describe(settings: list[FeatureSetting]) -> str:

@@ -18,7 +18,6 @@ reaches 42-56% after 5 short epochs and 60-70% with more training, never near 10
 from __future__ import annotations
 
 import argparse
-import errno
 import functools
 import json
 import math
@@ -36,7 +35,7 @@ from scipy import ndimage, signal
 from tqdm import tqdm
 
 from common.errors import UserError, exit_on_user_error
-from common.partials import partial_path, remove_stale_partials
+from common.partials import no_space_left, partial_path, remove_stale_partials
 
 GENRES = ("classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae")
 DEFAULT_CLIPS_PER_GENRE = 40
@@ -909,7 +908,7 @@ def _is_disk_full(error: BaseException, folder: Path, clip_bytes: int) -> bool:
     """Whether writing failed because the disk filled up. libsndfile reports a failed write as a
     bare "System error" (its errno is not passed on), so that one counts when the disk has no room
     left for another clip."""
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(error, OSError) and no_space_left(error):
         return True
     if isinstance(error, sf.LibsndfileError) and error.code == LIBSNDFILE_SYSTEM_ERROR:
         return shutil.disk_usage(folder).free < clip_bytes
