@@ -30,10 +30,14 @@ LEADERBOARD_FILE = "leaderboard.csv"  # one row per trial (common.trials.trial_r
 BEST_CONFIG_FILE = "best_config.json"
 REPORT_DIR = "report"
 STARTED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
-# Ray Tune's own files: its Tuner, the snapshots of its run, and a trial's config in each trial folder.
+# Ray Tune's own files: its Tuner, the snapshots of its run, and in each trial folder its config,
+# its epochs and its errors.
 TUNER_FILE = "tuner.pkl"
 RUN_STATE_PATTERN = "experiment_state-*.json"
 TRIAL_PARAMS_FILE = "params.json"
+TRIAL_RESULT_FILE = "result.json"  # one JSON object per line, one line per reported epoch
+TRIAL_PROGRESS_FILE = "progress.csv"  # the same rows as a table: read when result.json is missing or empty
+TRIAL_ERROR_FILES = ("error.txt", "error.pkl")  # only their presence is checked: error.pkl is never opened
 ORPHANS_DIR = "orphaned-trials"
 CONFIG_FAILURES_DIR = "config-failures"  # <trial id>.txt: trials that failed for their config, not retried
 

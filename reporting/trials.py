@@ -16,16 +16,21 @@ from typing import Any
 import pandas as pd
 
 from common.errors import UserError
-from common.experiment import RUN_STATE_PATTERN, TRIAL_PARAMS_FILE, search_seconds, start_time, trial_folders
+from common.experiment import (
+    RUN_STATE_PATTERN,
+    TRIAL_ERROR_FILES,
+    TRIAL_PARAMS_FILE,
+    TRIAL_PROGRESS_FILE,
+    TRIAL_RESULT_FILE,
+    search_seconds,
+    start_time,
+    trial_folders,
+)
 from common.trials import METRIC, TrialRecord, epoch_history, ranked, trial_rows
 from training.config import trial_config
 
 log = logging.getLogger(__name__)
 
-# Ray Tune's files in each trial's folder (the folder-level names are in common.experiment).
-RESULT_FILE = "result.json"  # one JSON object per line, one line per reported epoch
-PROGRESS_FILE = "progress.csv"  # the same rows as a table: read when result.json is missing or empty
-ERROR_FILES = ("error.txt", "error.pkl")  # only their presence is checked: error.pkl is never opened
 # Ray's statuses of a trial that ended; any other (pending, running, paused, or a trial started after
 # the state was last saved) means the search was cut off while the trial was under way.
 ENDED_STATUSES = ("TERMINATED", "ERROR")
@@ -106,7 +111,7 @@ def _record(trial_dir: Path, listed: ListedTrial | None) -> TrialRecord:
     status = listed.status if listed else None
     params = trial_dir / TRIAL_PARAMS_FILE
     config = _json_object(params) if params.is_file() else (listed.config if listed else None)
-    has_error = any((trial_dir / name).is_file() for name in ERROR_FILES)
+    has_error = any((trial_dir / name).is_file() for name in TRIAL_ERROR_FILES)
     errored = status == "ERROR" or (status != "TERMINATED" and has_error)
     return TrialRecord(trial_dir.name, str(trial_dir), config, _history(trial_dir), errored)
 
@@ -123,11 +128,11 @@ def _json_object(path: Path) -> dict[str, Any]:
 
 def _history(trial_dir: Path) -> pd.DataFrame:
     """One row per reported epoch, as Ray reads them: result.json first, else progress.csv."""
-    rows = _result_rows(trial_dir / RESULT_FILE) if (trial_dir / RESULT_FILE).is_file() else []
+    rows = _result_rows(trial_dir / TRIAL_RESULT_FILE) if (trial_dir / TRIAL_RESULT_FILE).is_file() else []
     if rows:
         history = pd.json_normalize(rows, sep="/")
-    elif (trial_dir / PROGRESS_FILE).is_file() and (trial_dir / PROGRESS_FILE).stat().st_size:
-        history = pd.read_csv(trial_dir / PROGRESS_FILE, dtype={"trial_id": str})
+    elif (trial_dir / TRIAL_PROGRESS_FILE).is_file() and (trial_dir / TRIAL_PROGRESS_FILE).stat().st_size:
+        history = pd.read_csv(trial_dir / TRIAL_PROGRESS_FILE, dtype={"trial_id": str})
     else:
         return pd.DataFrame()
     return epoch_history(history)
