@@ -29,6 +29,10 @@ STUDY_FILE = "study.sqlite"
 LEADERBOARD_FILE = "leaderboard.csv"  # one row per trial (common.trials.trial_rows), written by the search
 BEST_CONFIG_FILE = "best_config.json"
 REPORT_DIR = "report"
+# One line per run of the search (the first, then each resume): its wall time in seconds. Not in
+# experiment.json: Ray Tune copies a resumed experiment's top-level .json files into its staging
+# folder and writes them back, stale and not atomically, at every snapshot of the run.
+RUN_SECONDS_FILE = "search_seconds.txt"
 STARTED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 # Ray Tune's own files: its Tuner, the snapshots of its run, and in each trial folder its config,
 # its epochs and its errors.
@@ -104,9 +108,10 @@ def has_run_state(experiment: Experiment) -> bool:
 
 
 def clear_run_state(local_dir: Path) -> None:
-    """Remove all but experiment.json and the space copy: what a start cut short left behind."""
+    """Remove all but experiment.json, the space copy and the runs' wall times: what a start cut
+    short left behind."""
     for path in Path(local_dir).iterdir():
-        if path.name not in (METADATA_FILE, SPACE_COPY):
+        if path.name not in (METADATA_FILE, SPACE_COPY, RUN_SECONDS_FILE):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
@@ -124,7 +129,6 @@ def write_metadata(experiment: Experiment, space_path: Path, search: dict, datas
         "stores": {setting.name: str(path) for setting, path in stores.items()},
         "started": time.strftime(STARTED_FORMAT),
         "command": sys.argv,
-        "search_seconds": [],
     }
     _write(experiment.local_dir, metadata)
 
@@ -148,23 +152,37 @@ def recorded_dataset(local_dir: Path) -> RecordedDataset:
 
 def start_run(local_dir: Path) -> int:
     """A new run of the search (the first, or a resume): a wall-time entry of its own; its index."""
-    metadata = read_metadata(local_dir)
-    metadata.setdefault("search_seconds", []).append(0.0)
-    _write(local_dir, metadata)
-    return len(metadata["search_seconds"]) - 1
+    runs = [*run_seconds(local_dir), 0.0]
+    _write_run_seconds(local_dir, runs)
+    return len(runs) - 1
 
 
 def record_wall_time(local_dir: Path, run: int, seconds: float) -> None:
     """Set run `run`'s wall time so far: recorded while it runs, so a killed run still counts."""
-    metadata = read_metadata(local_dir)
-    metadata["search_seconds"][run] = round(seconds, 2)
-    _write(local_dir, metadata)
+    runs = run_seconds(local_dir)
+    runs[run] = round(seconds, 2)
+    _write_run_seconds(local_dir, runs)
 
 
-def search_seconds(metadata: dict[str, Any]) -> float | None:
+def run_seconds(local_dir: Path) -> list[float]:
+    """The wall time of each run of the search so far (empty when none was recorded)."""
+    path = Path(local_dir) / RUN_SECONDS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return [float(line) for line in path.read_text().split()]
+    except ValueError as err:
+        raise UserError(f"{path}: not one number per line ({err})") from err
+
+
+def search_seconds(local_dir: Path) -> float | None:
     """The search's wall time over all its runs (first and resumed ones); None if not recorded."""
-    runs = metadata.get("search_seconds")
+    runs = run_seconds(local_dir)
     return float(sum(runs)) if runs else None
+
+
+def _write_run_seconds(local_dir: Path, runs: list[float]) -> None:
+    _replace(Path(local_dir) / RUN_SECONDS_FILE, "".join(f"{seconds}\n" for seconds in runs))
 
 
 def start_time(metadata: dict[str, Any]) -> float | None:
@@ -176,8 +194,11 @@ def start_time(metadata: dict[str, Any]) -> float | None:
 
 
 def _write(local_dir: Path, metadata: dict[str, Any]) -> None:
+    _replace(Path(local_dir) / METADATA_FILE, json.dumps(metadata, indent=2))
+
+
+def _replace(path: Path, text: str) -> None:
     # Written whole and renamed into place: a driver killed mid-write leaves the previous file.
-    path = Path(local_dir) / METADATA_FILE
     partial = path.with_suffix(f".{os.getpid()}.partial")
-    partial.write_text(json.dumps(metadata, indent=2))
+    partial.write_text(text)
     os.replace(partial, path)

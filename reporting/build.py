@@ -65,7 +65,7 @@ def make_report(request: ReportRequest) -> Path:
         classes=job.data.classes,
         confusions=confusions,
         ensemble_acc=ensemble_accuracy(standard, labels),
-        search=search_numbers(trials, metadata),
+        search=search_numbers(trials, metadata, folder),
         importance=param_importances(folder, metadata["name"]),
         homework=homework_baseline(metadata["dataset"]),
         baseline=baseline_experiment(folder, metadata),

@@ -177,7 +177,7 @@ def best_trial(trials: Trials, folder: Path) -> BestTrial:
     )
 
 
-def search_numbers(trials: Trials, metadata: dict[str, Any]) -> dict[str, Any]:
+def search_numbers(trials: Trials, metadata: dict[str, Any], folder: Path) -> dict[str, Any]:
     """How the search went: trials by outcome, epochs run against the full budget, time taken."""
     table, max_epochs = trials.table, int(metadata["search"]["max_epochs"])
     counts = table["status"].value_counts()
@@ -195,16 +195,16 @@ def search_numbers(trials: Trials, metadata: dict[str, Any]) -> dict[str, Any]:
         "epochs_fraction": epochs_run / budget if budget else float("nan"),
         "max_epochs": max_epochs,
         "scheduler": metadata["search"].get("scheduler", "asha"),
-        "wall_seconds": _wall_seconds(table, metadata),
+        "wall_seconds": _wall_seconds(table, metadata, folder),
         "trial_seconds": float(table["seconds"].sum()),
     }
 
 
-def _wall_seconds(table: pd.DataFrame, metadata: dict[str, Any]) -> float:
-    """The search's own clock (experiment.json's `search_seconds`, one entry per run: a resumed
-    search adds one). Older or interrupted experiments lack it: then from the recorded start to the
-    last result any trial reported (Ray's whole-second timestamps); NaN when that is missing too."""
-    seconds, started = search_seconds(metadata), start_time(metadata)
+def _wall_seconds(table: pd.DataFrame, metadata: dict[str, Any], folder: Path) -> float:
+    """The search's own clock (one entry per run: a resumed search adds one). Older experiments
+    lack it: then from the recorded start to the last result any trial reported (Ray's
+    whole-second timestamps); NaN when that is missing too."""
+    seconds, started = search_seconds(folder), start_time(metadata)
     if seconds is not None:
         return seconds
     return float("nan") if started is None else float(table["last_report"].max() - started)

@@ -203,7 +203,7 @@ def _removed_if_start_fails(experiment: experiments.Experiment, new: bool) -> It
 
 @contextmanager
 def _wall_clock(local_dir: Path) -> Iterator[None]:
-    """Record this run's wall time in experiment.json while it runs: a killed run's time counts."""
+    """Record this run's wall time while it runs: a killed run's time counts."""
     run = experiments.start_run(local_dir)
     started = time.perf_counter()
     done = threading.Event()

@@ -19,7 +19,7 @@ import pandas as pd
 import ray
 import yaml
 
-from common.experiment import read_metadata
+from common.experiment import read_metadata, run_seconds
 from search.runner import SearchRequest, run_search
 from search.space_file import SPACES_DIR
 
@@ -32,7 +32,8 @@ search: {num_samples: 16, max_epochs: 2, scheduler: fifo, cpus_per_trial: 1}
 """
 
 
-def search(space: Path, data: str | None, storage: Path, name: str) -> tuple[pd.DataFrame, dict]:
+def search(space: Path, data: str | None, storage: Path, name: str) -> tuple[pd.DataFrame, dict, float]:
+    """The search's leaderboard (with each trial's time inside epochs), metadata and wall time."""
     try:
         folder = run_search(SearchRequest(space=str(space), data=data, storage=str(storage), name=name)).local_dir
     finally:
@@ -40,14 +41,13 @@ def search(space: Path, data: str | None, storage: Path, name: str) -> tuple[pd.
     metadata = read_metadata(folder)
     board = pd.read_csv(folder / "leaderboard.csv")
     board["epoch_seconds"] = [pd.read_csv(Path(p) / "progress.csv")["epoch_seconds"].sum() for p in board["path"]]
-    return board, metadata
+    return board, metadata, run_seconds(folder)[-1]
 
 
 def overhead(data: str | None, storage: Path) -> None:
     space = storage / "short.yaml"
     space.write_text(SHORT_TRIALS)
-    board, metadata = search(space, data, storage, "overhead")
-    wall = metadata["search_seconds"][-1]
+    board, metadata, wall = search(space, data, storage, "overhead")
     slots = min(len(board), int((os.cpu_count() or 1) // metadata["search"]["cpus_per_trial"]))
     per_trial = (wall * slots - board["epoch_seconds"].sum()) / len(board)
     print(
@@ -72,12 +72,9 @@ def asha_against_fifo(data: str | None, storage: Path, trials: int | None, max_e
     full = trials * max_epochs
     print(f"\ncnn2d.yaml, {trials} trials, max {max_epochs} epochs, same TPE seed:")
     print(f"{'scheduler':10} {'epochs':>7} {'share':>7} {'best valid acc':>15} {'wall s':>8}")
-    for scheduler, (board, metadata) in results.items():
+    for scheduler, (board, _, wall) in results.items():
         epochs = int(board["epochs"].sum())
-        print(
-            f"{scheduler:10} {epochs:7d} {epochs / full:6.0%} {board['valid_clip_acc'].max():15.3f} "
-            f"{metadata['search_seconds'][-1]:8.0f}"
-        )
+        print(f"{scheduler:10} {epochs:7d} {epochs / full:6.0%} {board['valid_clip_acc'].max():15.3f} {wall:8.0f}")
     print("target: ASHA at most 35% of the epochs of running every trial to max epochs")
 
 
