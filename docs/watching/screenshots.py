@@ -4,8 +4,8 @@
     python docs/watching/screenshots.py dashboard http://127.0.0.1:8265 docs/watching/
     python docs/watching/screenshots.py tensorboard http://localhost:6006 docs/watching/
 
-The dashboard's token is read where Ray reads it (search.ray_session.auth_token_file) and given
-to the dashboard as Ray's authentication cookie, as the dashboard's login form does."""
+The dashboard's token is read where Ray reads it (search.ray_session.auth_token_file) and typed
+into the dashboard's login prompt, as a user does."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project's packages, from anywhere
 
 from search.ray_session import auth_token_file  # noqa: E402
 
-TOKEN_COOKIE = "ray-authentication-token"  # ray._private.authentication.authentication_constants
 SETTLE_SECONDS = 8  # pages load their data after the first render
 
 
-def browser(width: int = 1500, height: int = 900) -> webdriver.Chrome:
+def browser(width: int = 1800, height: int = 800) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},{height}"):
@@ -42,8 +42,10 @@ def shoot(driver: webdriver.Chrome, url: str, path: Path) -> None:
 def dashboard(url: str, out: Path) -> None:
     driver = browser()
     try:
-        driver.get(url)
-        driver.add_cookie({"name": TOKEN_COOKIE, "value": auth_token_file().read_text().strip()})
+        driver.get(f"{url}/#/actors")
+        time.sleep(SETTLE_SECONDS)
+        driver.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(auth_token_file().read_text().strip())
+        driver.find_element(By.XPATH, "//button[normalize-space()='Submit']").click()
         shoot(driver, f"{url}/#/actors", out / "dashboard-actors.png")
         shoot(driver, f"{url}/#/jobs", out / "dashboard-jobs.png")
     finally:
