@@ -16,6 +16,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project's packages, from anywhere
 
@@ -55,8 +56,15 @@ def dashboard(url: str, out: Path) -> None:
 def tensorboard(url: str, out: Path) -> None:
     driver = browser()
     try:
-        scalars = f"{url}/?smoothing=0#timeseries&tagFilter=valid_clip_acc%7Cvalid_loss"
-        shoot(driver, scalars, out / "tensorboard-scalars.png")
+        driver.get(f"{url}/#timeseries")
+        time.sleep(SETTLE_SECONDS)
+        driver.find_element(By.CSS_SELECTOR, "input[placeholder^='Filter tags']").send_keys("valid_clip_acc|loss")
+        for close in filter(
+            WebElement.is_displayed, driver.find_elements(By.CSS_SELECTOR, "button[aria-label*=Close]")
+        ):
+            close.click()  # the settings pane
+        time.sleep(SETTLE_SECONDS)
+        driver.save_screenshot(str(out / "tensorboard-scalars.png"))
         shoot(driver, f"{url}/#hparams", out / "tensorboard-hparams.png")
     finally:
         driver.quit()
