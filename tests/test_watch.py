@@ -27,13 +27,14 @@ from search.progress import progress_line, snapshot
 from tests.conftest import make_layout
 
 REPO = Path(__file__).resolve().parent.parent
-# Two trials run side by side to the end (FIFO), with epochs long enough to be watched.
+# Two trials run side by side to the end (FIFO), with epochs long enough to be watched: the second
+# trial's worker starts while the first runs (else it would reuse the first one's worker and name).
 SPACE = """
 features: {kind: mel, mel: {n_bins: 32}}
 model: {arch: cnn2d, cnn2d: {depth: 2, channels: 4}}
 optimizer: {name: {choice: [adam, sgd]}, lr: 0.01, sgd: {momentum: 0.9}}
 schedule: {name: none}
-training: {segment_seconds: 1.0, segments_per_clip: 24, batch_size: 4}
+training: {segment_seconds: 1.0, segments_per_clip: 48, batch_size: 4}
 search: {num_samples: 2, max_epochs: 8, scheduler: fifo, cpus_per_trial: 1}
 """
 
