@@ -91,15 +91,16 @@ class SearchProgress(Callback):
         self.printed_done = 0
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._update(trials, every=PRINT_EVERY_SECONDS)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._update(trials, every=float("inf"))  # the last line, unless it is printed already
+
+    def _update(self, trials: list[Trial], every: float) -> None:
         state = snapshot(trials, self.max_epochs)
         record_search(self.experiment, state.counts, state.best)
         done = state.counts["finished"] + state.counts["stopped_early"] + state.counts["errored"]
         now = time.monotonic()
-        if done != self.printed_done or now - self.printed_at >= PRINT_EVERY_SECONDS:
+        if done != self.printed_done or now - self.printed_at >= every:
             print(progress_line(state, self.num_samples, now - self.started), flush=True)
             self.printed_at, self.printed_done = now, done
-
-    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        state = snapshot(trials, self.max_epochs)
-        record_search(self.experiment, state.counts, state.best)
-        print(progress_line(state, self.num_samples, time.monotonic() - self.started), flush=True)
