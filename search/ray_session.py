@@ -10,21 +10,24 @@ from typing import Any
 
 import ray
 from ray._private import ray_constants
+from ray.job_config import JobConfig
 
 from common.errors import UserError
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, job_name: str) -> None:
     """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray that listens on the
-    loopback address only (dashboard, metrics, gRPC)."""
+    loopback address only (dashboard, metrics, gRPC). The job is named `job_name` on the
+    dashboard's Jobs page (its `job_name` metadata)."""
     address = address or os.environ.get("RAY_ADDRESS")
+    job_config = JobConfig(metadata={"job_name": job_name})
     if address:
         try:
-            context = ray.init(address=address, log_to_driver=False)
+            context = ray.init(address=address, log_to_driver=False, job_config=job_config)
         except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
             raise UserError(f"--address {address}: no Ray cluster answered there ({err!r})") from err
     else:
-        context = _start_local_ray()
+        context = _start_local_ray(job_config)
     url = context.dashboard_url
     if url:
         port = url.rsplit(":", 1)[-1]
@@ -34,7 +37,7 @@ def start_ray(address: str | None) -> None:
         )
 
 
-def _start_local_ray() -> Any:
+def _start_local_ray(job_config: JobConfig) -> Any:
     _keep_token_private()
     # Ray binds its servers to the loopback address alone when the node's IP is the loopback
     # address, but on Linux `ray.init` turns 127.0.0.1 into the machine's outward IP unless
@@ -43,7 +46,7 @@ def _start_local_ray() -> Any:
     previous = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False, job_config=job_config)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = previous
 

@@ -28,6 +28,7 @@ from features.locate import default_stores_dir, resolve_data_root
 from features.settings import FeatureSetting
 from features.store import FeatureStore
 from search.leaderboard import summarize
+from search.progress import SearchProgress
 from search.ray_session import start_ray
 from search.space import Space, load_space
 from search.trainable import train_trial
@@ -110,8 +111,9 @@ def run_search(request: SearchRequest) -> SearchOutcome:
         if not request.resume:
             search = dataclasses.asdict(space.search)
             experiments.write_metadata(experiment, space.path, search, dataset.describe(), stores)
-        start_ray(request.address)
+        start_ray(request.address, job_name=experiment.name)
         tuner = _tuner(experiment, space, stores, restore)
+    print_where_to_watch(experiment)
     with _wall_clock(experiment.local_dir):
         try:
             results = tuner.fit()
@@ -234,7 +236,7 @@ def _tuner(
     # The driver loads train and valid only; trials get them from the object store, never from disk.
     refs = {setting.name: ray.put(FeatureStore(path).load_fit_data()) for setting, path in stores.items()}
     failures = str(experiment.local_dir / experiments.CONFIG_FAILURES_DIR)
-    trainable = tune.with_parameters(train_trial, stores=refs, failures_dir=failures)
+    trainable = tune.with_parameters(train_trial, stores=refs, failures_dir=failures, experiment=experiment.name)
     trainable = tune.with_resources(trainable, _resources(space))
     if restore:
         return tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
@@ -272,9 +274,23 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
             # from the config), and the run's snapshot, saved every few seconds, then always names
             # a checkpoint that is still there when a killed driver is resumed.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=search.keep_checkpoints),
-            verbose=1,
+            # One progress line instead of Ray Tune's tables (a configuration table per trial).
+            verbose=0,
+            callbacks=[SearchProgress(experiment.name, search.num_samples, search.max_epochs)],
         ),
     )
+
+
+def print_where_to_watch(experiment: experiments.Experiment) -> None:
+    """The per-trial viewer's command for this experiment and the node's metrics endpoint (the
+    dashboard's URL is printed when Ray starts)."""
+    print(
+        f"Per-trial curves and hyperparameters: tensorboard --logdir {experiment.uri}  (then open http://localhost:6006)"
+    )
+    for node in ray.nodes():
+        if node["Alive"]:
+            address = f"{node['NodeManagerAddress']}:{node['MetricsExportPort']}"
+            print(f"Search metrics (Prometheus format, genre_search_*): http://{address}/metrics")
 
 
 def _set_orphans_aside(local_dir: Path, results: Any) -> None:

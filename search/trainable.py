@@ -1,5 +1,6 @@
 """The Ray Tune trainable: a thin wrapper that runs `training.fit()` on one trial's config and
-reports every epoch, with a checkpoint, through `ray.tune.report`."""
+reports every epoch, with a checkpoint, through `ray.tune.report`, and to the search's metrics
+(search.metrics). Its worker shows the trial's name as its repr on the dashboard's Actors page."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from ray import tune
 
 from common.errors import UserError
+from search.metrics import record_epoch
 from training import TrainingState, TrialConfig, fit
 from training.config import trial_config
 
@@ -22,7 +24,18 @@ class NotRetried(UserError):
     """A retry of a trial whose config failed: it would fail the same way."""
 
 
-def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef], failures_dir: str) -> None:
+class TrialRepr:
+    """Mixed into Ray Tune's wrapper of `train_trial` (`__mixins__`): the worker's repr is the name
+    of the trial it was created for, where Tune's is the function's name (`train_trial`). Ray
+    reads an actor's repr once, after its `__init__` (ray-project/ray#33555, Ray 2.60 has no call
+    to change it later): a worker reused for a later trial keeps its first trial's name there."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._name = self.trial_name  # what Tune's wrapper returns as its repr
+
+
+def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef], failures_dir: str, experiment: str) -> None:
     """Run one trial; `stores` maps a feature setting's name to its `FitData` in Ray's object store
     (one copy per node, shared by every trial there, shipped by Ray to other nodes).
 
@@ -35,7 +48,7 @@ def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef], failur
     if failure.is_file():
         raise NotRetried(f"not retried, its config failed: {failure.read_text()}")
     try:
-        _train(config, stores)
+        _train(config, stores, experiment)
     except UserError as err:
         if failure.parent.parent.is_dir():  # the experiment folder: on the driver's machine or shared storage
             failure.parent.mkdir(exist_ok=True)
@@ -43,7 +56,7 @@ def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef], failur
         raise
 
 
-def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef]) -> None:
+def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef], experiment: str) -> None:
     trial = TrialConfig.from_dict(trial_config(config))
     # One torch thread per CPU the trial holds: more threads than cores slows small CNNs badly.
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
@@ -54,9 +67,17 @@ def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef]) -> None:
         with checkpoint.as_directory() as folder:
             resume = TrainingState.load(Path(folder) / STATE_FILE)
 
+    trial_name = tune.get_context().get_trial_name()
+    crops_per_epoch = len(data.train) * trial.training.segments_per_clip
+
     def report(metrics, state: TrainingState) -> None:
+        values = metrics.to_dict()
+        record_epoch(experiment, trial_name, {**values, "examples_per_second": crops_per_epoch / metrics.epoch_seconds})
         with tempfile.TemporaryDirectory() as folder:
             state.save(Path(folder) / STATE_FILE)
-            tune.report(metrics.to_dict(), checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(values, checkpoint=tune.Checkpoint.from_directory(folder))
 
     fit(trial, data, report, resume=resume)
+
+
+train_trial.__mixins__ = (TrialRepr,)  # read by Ray Tune when it wraps the function in a Trainable

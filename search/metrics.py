@@ -1,0 +1,59 @@
+"""The search's own metrics, exported through `ray.util.metrics`: Ray serves them, prefixed `ray_`,
+on every node's Prometheus endpoint (the node's metrics export port), beside Ray's own, so that
+Prometheus and Grafana (and the dashboard's Metrics view) show them.
+
+Per trial, set by the trial's worker every epoch and tagged experiment and trial: epoch,
+validation clip accuracy, train and validation loss, epoch seconds, training examples per second.
+Per search, set by the driver: trials by status (tag `status`) and the best validation clip
+accuracy so far, tagged experiment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+
+from ray.util.metrics import Gauge
+
+PREFIX = "genre_search_"
+TRIAL_TAGS = ("experiment", "trial")
+# Each trial gauge and the key of the epoch's metrics (training.EpochMetrics) it takes.
+TRIAL_GAUGES = {
+    "trial_epoch": ("epoch", "epochs completed"),
+    "trial_valid_clip_acc": ("valid_clip_acc", "validation clip accuracy of the last epoch"),
+    "trial_train_loss": ("train_loss", "mean training loss of the last epoch"),
+    "trial_valid_loss": ("valid_loss", "validation loss of the last epoch"),
+    "trial_epoch_seconds": ("epoch_seconds", "wall time of the last epoch (training and validation)"),
+    "trial_examples_per_second": ("examples_per_second", "training crops of the last epoch per epoch second"),
+}
+STATUSES = ("pending", "running", "finished", "stopped_early", "errored")
+
+
+@cache
+def _trial_gauges() -> dict[str, Gauge]:
+    """One Gauge per name and process: a reused worker sets them for each trial it runs in turn."""
+    return {name: Gauge(PREFIX + name, about, tag_keys=TRIAL_TAGS) for name, (_, about) in TRIAL_GAUGES.items()}
+
+
+@cache
+def _search_gauges() -> tuple[Gauge, Gauge]:
+    trials = Gauge(PREFIX + "trials", "trials of the search by status", tag_keys=("experiment", "status"))
+    best = Gauge(PREFIX + "best_valid_clip_acc", "best validation clip accuracy so far", tag_keys=("experiment",))
+    return trials, best
+
+
+def record_epoch(experiment: str, trial: str, values: Mapping[str, float | None]) -> None:
+    """Set the trial's gauges from one epoch's metrics (a value that is None is left as it was)."""
+    tags = {"experiment": experiment, "trial": trial}
+    for name, gauge in _trial_gauges().items():
+        value = values.get(TRIAL_GAUGES[name][0])
+        if value is not None:
+            gauge.set(float(value), tags=tags)
+
+
+def record_search(experiment: str, counts: Mapping[str, int], best: float | None) -> None:
+    """Set the search's gauges: trials per status (every status, zeros included) and the best so far."""
+    trials, best_gauge = _search_gauges()
+    for status in STATUSES:
+        trials.set(counts.get(status, 0), tags={"experiment": experiment, "status": status})
+    if best is not None:
+        best_gauge.set(best, tags={"experiment": experiment})

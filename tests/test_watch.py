@@ -1,0 +1,161 @@
+"""Watching a search: while a real tiny search runs, its trials are named on their workers in the
+dashboard's API (which refuses requests without the cluster's token), its metrics are on the
+node's Prometheus endpoint with trial tags, and the terminal shows progress lines, not tables;
+after it, TensorBoard reads every trial's curves and hyperparameters."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.experiment import Trial
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from common import experiment as experiments
+from search.progress import progress_line, snapshot
+from tests.conftest import make_layout
+
+REPO = Path(__file__).resolve().parent.parent
+# Two trials run side by side to the end (FIFO), with epochs long enough to be watched: the second
+# trial's worker starts while the first runs (else it would reuse the first one's worker and name).
+SPACE = """
+features: {kind: mel, mel: {n_bins: 32}}
+model: {arch: cnn2d, cnn2d: {depth: 2, channels: 4}}
+optimizer: {name: {choice: [adam, sgd]}, lr: 0.01, sgd: {momentum: 0.9}}
+schedule: {name: none}
+training: {segment_seconds: 1.0, segments_per_clip: 48, batch_size: 4}
+search: {num_samples: 2, max_epochs: 8, scheduler: fifo, cpus_per_trial: 1}
+"""
+
+
+class Named(SimpleNamespace):
+    def __str__(self) -> str:
+        return self.name
+
+
+def trial(name: str, status: str, epochs: int = 0, best: float | None = None) -> Named:
+    analysis = {"valid_clip_acc": {"max": best}} if best is not None else {}
+    return Named(name=name, status=status, last_result={"training_iteration": epochs}, metric_analysis=analysis)
+
+
+def test_progress_line_counts_trials_by_status_with_the_best_so_far() -> None:
+    trials = [
+        trial("a", Trial.TERMINATED, epochs=8, best=0.5),
+        trial("b", Trial.TERMINATED, epochs=2, best=0.75),  # ASHA stopped it
+        trial("c", Trial.ERROR),
+        trial("d", Trial.RUNNING, epochs=3, best=0.625),
+        trial("e", Trial.PENDING),
+    ]
+    line = progress_line(snapshot(trials, max_epochs=8), num_samples=10, elapsed=150.0)
+    # 3 trials ended in 150 s: the other 7 take about 350 s more.
+    assert line == (
+        "[2m30s] 3/10 done (1 finished, 1 stopped early, 1 errored), 1 running | best 0.750 b | about 5m50s left"
+    )
+
+
+@pytest.mark.slow
+def test_a_running_search_is_visible_by_trial(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_layout(data, genres=("a", "b", "c"), per_split=(4, 2, 2), seconds=3.0)
+    (tmp_path / "watch.yaml").write_text(SPACE)
+    token_file = tmp_path / "ray-auth-token"
+    env = {
+        **os.environ,
+        "GENRE_SEARCH_CACHE": str(tmp_path / "cache"),
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
+        "RAY_metrics_report_interval_ms": "1000",  # Ray exports metrics every 10 s by default
+    }
+    command = [sys.executable, "run_search.py", "--space", str(tmp_path / "watch.yaml"), "--data", str(data)]
+    command += ["--storage", str(tmp_path), "--name", "watched"]
+    folder = tmp_path / "watched"
+    search = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(search.stdout), daemon=True)
+    reader.start()
+    try:
+        dashboard = _wait_for(lambda: _printed_url(lines, "Ray dashboard: "), search)
+        metrics = _wait_for(lambda: _printed_url(lines, "Search metrics "), search)
+        token = token_file.read_text().strip()
+        assert _status(f"{dashboard}/logical/actors", token=None) in (401, 403)  # refused without the token
+        seen: set[str] = set()
+        names = _wait_for(lambda: _trials_named_on_workers(dashboard, token, folder, seen), search)
+        jobs = json.loads(_get(f"{dashboard}/api/jobs/", token))
+        assert "watched" in [job.get("metadata", {}).get("job_name") for job in jobs]
+        scraped = _wait_for(lambda: _scraped_for(metrics, names), search)
+        assert "ray_genre_search_trials{" in scraped and 'status="running"' in scraped
+        assert search.wait(timeout=400) == 0
+    finally:
+        search.kill()
+        search.wait()
+        reader.join(timeout=10)
+        output = "".join(lines)
+        print(output)  # shown by pytest when the test fails
+    assert f"tensorboard --logdir {folder}" in output
+    assert "started with configuration" not in output  # no table per trial
+    assert re.search(r"2/2 done \(2 finished, 0 stopped early, 0 errored\), 0 running \| best", output), output
+    for trial_folder in experiments.trial_folders(folder):
+        (events,) = trial_folder.glob("events.out.tfevents.*")
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        assert len(accumulator.Scalars("ray/tune/valid_clip_acc")) == 8
+        assert "_hparams_/session_start_info" in accumulator.PluginTagToContent("hparams")
+
+
+def _wait_for(found: Callable[[], object], search: subprocess.Popen, timeout: float = 300) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        assert search.poll() is None, "the search ended before it could be watched"
+        time.sleep(1)
+    raise AssertionError("timed out")
+
+
+def _printed_url(lines: list[str], start: str) -> str | None:
+    for line in list(lines):
+        if line.startswith(start):
+            return re.search(r"http://[0-9.:]+", line).group(0)
+    return None
+
+
+def _status(url: str, token: str | None) -> int:
+    try:
+        _get(url, token)
+    except urllib.error.HTTPError as err:
+        return err.code
+    return 200
+
+
+def _get(url: str, token: str | None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+        return response.read().decode()
+
+
+def _trials_named_on_workers(dashboard: str, token: str, folder: Path, seen: set[str]) -> set[str] | None:
+    """The two trials, once each was seen running (its folder there) as the repr of a live worker."""
+    running = {path.name for path in experiments.trial_folders(folder)} if folder.is_dir() else set()
+    actors = json.loads(_get(f"{dashboard}/logical/actors", token))["data"]["actors"].values()
+    seen |= running & {actor.get("reprName") for actor in actors if actor["state"] == "ALIVE"}
+    return seen if len(seen) == 2 else None
+
+
+def _scraped_for(url: str, trials: set[str]) -> str | None:
+    """The endpoint's text once it holds the validation accuracy of every trial, with its tags."""
+    text = _get(url, token=None)
+    accuracy = [line for line in text.splitlines() if line.startswith("ray_genre_search_trial_valid_clip_acc{")]
+    accuracy = [line for line in accuracy if 'experiment="watched"' in line]
+    tagged = all(any(f'trial="{name}"' in line for line in accuracy) for name in trials)
+    return text if tagged else None
