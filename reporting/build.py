@@ -19,7 +19,7 @@ from reporting.baselines import HOMEWORK_TEST_CLIPS, REPORT_JSON, baseline_exper
 from reporting.importance import param_importances
 from reporting.locate import find_experiment
 from reporting.markdown import ReportData, render
-from reporting.results import confusion, ensemble_accuracy, macro_f1, per_genre, spread
+from reporting.results import confusion, ensemble_accuracy, macro_f1, per_genre, pooled, spread
 from reporting.retrain import Retraining, load_test_split, open_store, run_seeds
 from reporting.stats import BINOMIAL_METHOD, BOOTSTRAP_METHOD, Interval, accuracy_interval, compare, proportion_interval
 from reporting.trials import BestTrial, Trials, best_trial, load_trials, search_numbers
@@ -222,7 +222,7 @@ def _numbers(data: ReportData) -> dict[str, Any]:
         "test_ensemble": data.ensemble_acc,
         "intervals": {**{key: value.to_dict() for key, value in data.intervals.items()}, "method": BOOTSTRAP_METHOD},
         "macro_f1": data.macro_f1,
-        "per_class": per_genre(data.standard, data.test_labels, data.classes).to_dict(orient="list"),
+        "per_class": per_genre(*pooled(data.standard, data.test_labels), data.classes).to_dict(orient="list"),
         "optimism": {
             "search_valid": data.best.valid_clip_acc,
             "retrained_valid": data.intervals["valid"].estimate,

@@ -41,6 +41,10 @@ class ClipResults:
         """(seeds, clips) booleans."""
         return self.predictions == self.labels
 
+    def pooled(self) -> tuple[np.ndarray, np.ndarray]:
+        """(true, predicted) classes of every clip once per seed, as `results.per_genre` takes them."""
+        return np.tile(self.labels, len(self.probs)), self.predictions.ravel()
+
     @property
     def ensemble_predictions(self) -> np.ndarray:
         """(clips,) the class of the seeds' averaged probabilities: the seeds' ensemble."""

@@ -15,7 +15,7 @@ import pandas as pd
 from common.trials import METRIC
 from reporting.baselines import HOMEWORK_TEST_CLIPS
 from reporting.importance import Importance
-from reporting.results import per_genre, seed_table, spread
+from reporting.results import per_genre, pooled, seed_table, spread
 from reporting.retrain import SeedRun
 from reporting.stats import BINOMIAL_METHOD, BOOTSTRAP_METHOD, MCNEMAR_METHOD, Comparison, Interval
 from reporting.trials import BestTrial, Trials
@@ -223,9 +223,9 @@ def _baseline_rows(data: ReportData) -> list[str]:
 
 def _genres(data: ReportData) -> list[str]:
     n = len(data.standard)
-    table = per_genre(data.standard, data.test_labels, data.classes)
+    table = per_genre(*pooled(data.standard, data.test_labels), data.classes)
     if data.merged:
-        merged = per_genre(data.merged, data.test_labels, data.classes)
+        merged = per_genre(*pooled(data.merged, data.test_labels), data.classes)
         table["accuracy (train+valid model)"] = merged["accuracy (recall)"]
     lines = [
         "## Per genre (test split)",

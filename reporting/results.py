@@ -49,10 +49,10 @@ def confusion(runs: list[SeedRun], labels: np.ndarray, n_classes: int) -> np.nda
     return confusion_matrix(*pooled(runs, labels), labels=range(n_classes))
 
 
-def per_genre(runs: list[SeedRun], labels: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
-    """Precision, recall (the genre's accuracy: its clips predicted as itself) and F1 of each genre,
-    with each test clip counted once per run, and the genre it is most often mistaken for."""
-    true, predicted = pooled(runs, labels)
+def per_genre(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    """Precision, recall (the genre's accuracy: its clips predicted as itself) and F1 of each genre
+    from pooled (true, predicted) classes (`pooled`: each test clip once per run), and the genre
+    it is most often mistaken for."""
     indices = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(
         true, predicted, labels=indices, zero_division=np.nan
