@@ -197,7 +197,8 @@ def paired_lines(result: Comparison, ours: str, other: str) -> list[str]:
         f" ensembles {result.ensemble_difference.estimate:+.4f} [{result.ensemble_difference.low:+.4f},"
         f" {result.ensemble_difference.high:+.4f}] (95% intervals, paired bootstrap over clips). {MCNEMAR_METHOD}"
         f" on the ensembles: {test.only_a} clip(s) only {ours} gets right, {test.only_b} only {other},"
-        f" p = {test.pvalue:.4g}.",
+        f" p = {test.pvalue:.4g}. The verdict is this exact test's: the bootstrap intervals are approximate when few"
+        " clips differ.",
         "",
         f"**Verdict: {ours} is {result.verdict}.**",
     ]
