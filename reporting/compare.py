@@ -148,7 +148,7 @@ def _render(a: Reported, b: Reported, result: Comparison, classes: pd.DataFrame,
         "",
         f"![Accuracies with intervals and per-class differences]({FIGURE})",
         "",
-        f"## Config differences ({len(differences)} keys)",
+        f"## Config differences (keys that differ: {len(differences)})",
         "",
         *(md_table(differences) if len(differences) else ["The two configs are identical."]),
     ]
