@@ -52,17 +52,32 @@ def make_report(request: ReportRequest) -> Path:
         _report_if_needed(baseline, request.seeds)
     out_dir = Path(request.out).expanduser().resolve() if request.out else folder / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    return _retrain_and_write(request, folder, metadata, trials, best, baseline, out_dir)
+
+
+def _retrain_and_write(
+    request: ReportRequest,
+    folder: Path,
+    metadata: dict[str, Any],
+    trials: Trials,
+    best: BestTrial,
+    baseline: dict[str, Any] | None,
+    out_dir: Path,
+) -> Path:
+    """Retrain the best trial's config per seed, measure it on valid and test, and write it all."""
     job, store = _retraining(folder, metadata, best, out_dir)
     standard, merged = run_seeds(job, request.seeds, request.merge_train_valid)
-    labels = job.test.labels
-    confusions = {"standard": confusion(standard, labels, len(job.data.classes))}
-    if merged:
-        confusions["merged"] = confusion(merged, labels, len(job.data.classes))
     results = {
         "valid": clips.from_runs(standard, "valid", job.data.valid, job.data.classes),
         "test": clips.from_runs(standard, "test", job.test, job.data.classes),
     }
-    clips.write(results, [run.seed for run in standard], out_dir)
+    clips.write(results, [run.seed for run in standard], out_dir)  # first: what a later comparison pairs on
+    if baseline is not None:
+        baseline.update(_against_baseline(baseline, results["test"]))
+    labels, n_classes = job.test.labels, len(job.data.classes)
+    confusions = {"standard": confusion(standard, labels, n_classes)}
+    if merged:
+        confusions["merged"] = confusion(merged, labels, n_classes)
     homework = homework_baseline(metadata["dataset"])
     data = ReportData(
         folder=folder,
@@ -82,11 +97,9 @@ def make_report(request: ReportRequest) -> Path:
         store_note=_store_note(store, metadata),
         test_labels=labels,
         intervals=_intervals(results),
-        macro_f1=macro_f1(standard, labels, len(job.data.classes)),
+        macro_f1=macro_f1(standard, labels, n_classes),
         homework_interval=proportion_interval(homework, HOMEWORK_TEST_CLIPS) if homework is not None else None,
     )
-    if data.baseline is not None:
-        data.baseline.update(_against_baseline(data.baseline, results["test"]))
     data.figures.update(_draw(data, out_dir))
     return _write(data, out_dir)
 
@@ -118,7 +131,10 @@ def _against_baseline(baseline: dict[str, Any], ours: clips.ClipResults) -> dict
     report_dir = Path(baseline["folder"]) / REPORT_DIR
     if "unpaired" in baseline:
         return {}
-    theirs = clips.read(report_dir / clips.PREDICTIONS_CSV, "test")
+    try:
+        theirs = clips.read(report_dir / clips.PREDICTIONS_CSV, "test")
+    except UserError as err:  # our results stand: the comparison says why it is missing
+        return {"unpaired": str(err)}
     if theirs.clip_ids != ours.clip_ids:
         return {"unpaired": f"its test clips differ from ours ({report_dir / clips.PREDICTIONS_CSV})"}
     numbers = json.loads((report_dir / REPORT_JSON).read_text())
