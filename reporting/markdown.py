@@ -137,8 +137,9 @@ def _result(data: ReportData) -> list[str]:
         "",
         f"Optimism of the search: the best trial's validation clip accuracy in the search ({best.valid_clip_acc:.4f})"
         f" minus its retrained mean ({data.intervals['valid'].estimate:.4f}) is **{data.optimism:+.4f}**: picking the"
-        f" best of {data.search['trials']} trials on the same validation clips favours a lucky one, so the search's"
-        " number overstates the config; the retrained and test numbers do not carry that selection.",
+        f" best of {data.search['trials']} trial(s) on the same validation clips favours trials that were lucky on"
+        " those clips, and this gap measures it (positive: the search's number overstates the config); the retrained"
+        " and test numbers do not carry that selection.",
     ]
     lines += ["", "Per seed:", "", *md_table(seed_table(data.standard, data.merged))]
     if data.merged:
