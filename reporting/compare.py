@@ -114,10 +114,11 @@ def _class_differences(a: Reported, b: Reported) -> pd.DataFrame:
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
     """The dotted keys whose values differ between two nested configs (missing on one side: n/a)."""
-    flat_a, flat_b = (pd.json_normalize(config, sep=".").iloc[0].to_dict() for config in (a, b))
+    flat_a, flat_b = (pd.json_normalize(config, sep=".").to_dict(orient="records")[0] for config in (a, b))
     keys = sorted(set(flat_a) | set(flat_b))
     rows = [(key, flat_a.get(key, "n/a"), flat_b.get(key, "n/a")) for key in keys]
-    return pd.DataFrame([row for row in rows if str(row[1]) != str(row[2])], columns=["key", "A", "B"])
+    differing = [row for row in rows if str(row[1]) != str(row[2])]
+    return pd.DataFrame(differing, columns=["key", "A", "B"], dtype=object)  # object: an int stays an int
 
 
 def _render(a: Reported, b: Reported, result: Comparison, classes: pd.DataFrame, intervals: list) -> str:
