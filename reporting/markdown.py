@@ -164,9 +164,7 @@ def _comparison(data: ReportData) -> list[str]:
     dataset = data.metadata["dataset"]
     if data.homework_interval is not None:
         bounds = f"{_bounds(data.homework_interval)} ({BINOMIAL_METHOD} on its {HOMEWORK_TEST_CLIPS} test clips)"
-        rows.append(
-            f"| homework baseline, published (GTZAN; one run, one seed) | n/a | {data.homework:.4f} | {bounds} |"
-        )
+        rows.append(f"| homework baseline, published (GTZAN; a single run) | n/a | {data.homework:.4f} | {bounds} |")
         why = ""
     else:
         why = (
@@ -209,17 +207,16 @@ def _baseline_rows(data: ReportData) -> list[str]:
     from reporting.baselines import is_baseline
 
     if is_baseline(data.metadata):
-        return ["| (this experiment is baseline.yaml's search: the row above is the baseline) | | |"]
+        return ["| (this experiment is baseline.yaml's search: the row above is the baseline) | | | |"]
     found = data.baseline
     if found is None:
-        return ["| baseline.yaml: no experiment of it on this dataset in this storage folder | n/a | n/a |"]
+        return ["| baseline.yaml: no experiment of it on this dataset in this storage folder | n/a | n/a | n/a |"]
     label = f"baseline.yaml, experiment `{found['name']}`"
     if "comparison" in found:
         numbers = f"{mean_std(found['valid'])} | {mean_std(found['test'])} | {_bounds(found['test_interval'])}"
         return [f"| {label} (its report) | {numbers} |"]
     valid = fmt(found["search_valid"]) if found.get("search_valid") is not None else "n/a"
-    why = found.get("unpaired", "not reported")
-    hint = f"{why}; then `python report.py --compare {data.folder} {found['folder']}`"
+    hint = found.get("unpaired", "not reported")
     return [f"| {label} (best trial in its search) | {valid} | n/a | {fmt(hint)} |"]
 
 
