@@ -1,5 +1,7 @@
-"""One report from start to end: find the experiment, pick its best trial, retrain and test it,
-draw the figures, write report.md (and report.json, the same numbers for programs) and print it."""
+"""One report from start to end: find the experiment, pick its best trial, report its baseline.yaml
+sibling first if that has no per-clip results, retrain and test the best trial, measure intervals
+and the paired comparison, draw the figures, write report.md (and report.json, the same numbers for
+programs, and predictions.csv, each clip's result per seed) and print it."""
 
 from __future__ import annotations
 
