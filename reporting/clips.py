@@ -92,7 +92,7 @@ def write(results: dict[str, ClipResults], seeds: Sequence[int], out_dir: Path) 
 def read(path: Path, split: str) -> ClipResults:
     """`split`'s standard runs from a predictions.csv; a file that does not hold them is one line."""
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype={"clip_id": str, "label": str, "predicted": str})  # names stay names
         table = table[(table["split"] == split) & (table["trained_on"] == STANDARD)]
         classes = tuple(c[len(PROB_PREFIX) :] for c in table.columns if c.startswith(PROB_PREFIX))
         seeds = sorted(table["seed"].unique())
