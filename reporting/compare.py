@@ -123,10 +123,10 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
 
 def _render(a: Reported, b: Reported, result: Comparison, classes: pd.DataFrame, intervals: list) -> str:
     rows = [
-        f"| A: `{side.name}` | `{side.numbers['best_trial']}` | {len(side.test.probs)} | {seed.text()} | {ens.text()} |"
-        for side, (seed, ens) in zip((a, b), intervals)
+        f"| {letter}: `{side.name}` | `{side.numbers['best_trial']}` | {len(side.test.probs)} | {seed.text()} |"
+        f" {ensemble.text()} |"
+        for letter, side, (seed, ensemble) in zip("AB", (a, b), intervals)
     ]
-    rows[1] = rows[1].replace("| A:", "| B:", 1)
     differences = config_differences(a.numbers["config"], b.numbers["config"])
     lines = [
         f"# Comparison: `{a.name}` (A) against `{b.name}` (B)",
