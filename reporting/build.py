@@ -21,7 +21,7 @@ from reporting.baselines import HOMEWORK_TEST_CLIPS, REPORT_JSON, baseline_exper
 from reporting.importance import param_importances
 from reporting.locate import find_experiment
 from reporting.markdown import ReportData, render
-from reporting.results import confusion, ensemble_accuracy, macro_f1, per_genre, pooled, spread
+from reporting.results import confusion, macro_f1, per_genre, pooled, spread
 from reporting.retrain import Retraining, load_test_split, open_store, run_seeds
 from reporting.stats import BINOMIAL_METHOD, BOOTSTRAP_METHOD, Interval, accuracy_interval, compare, proportion_interval
 from reporting.trials import BestTrial, Trials, best_trial, load_trials, search_numbers
@@ -81,6 +81,7 @@ def _retrain_and_write(
     if merged:
         confusions["merged"] = confusion(merged, labels, n_classes)
     homework = homework_baseline(metadata["dataset"])
+    intervals = _intervals(results)
     data = ReportData(
         folder=folder,
         metadata=metadata,
@@ -91,15 +92,15 @@ def _retrain_and_write(
         merged=merged,
         classes=job.data.classes,
         confusions=confusions,
-        ensemble_acc=ensemble_accuracy(standard, labels),
         search=search_numbers(trials, metadata),
         importance=param_importances(folder, metadata["name"]),
         homework=homework,
         baseline=baseline,
         store_note=_store_note(store, metadata),
         test_labels=labels,
-        intervals=_intervals(results),
-        macro_f1=macro_f1(standard, labels, n_classes),
+        intervals=intervals,
+        ensemble_acc=intervals["test_ensemble"].estimate,
+        macro_f1=macro_f1(results["test"]),
         homework_interval=proportion_interval(homework, HOMEWORK_TEST_CLIPS) if homework is not None else None,
     )
     data.figures.update(_draw(data, out_dir))

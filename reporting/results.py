@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from reporting.clips import ClipResults
 from reporting.retrain import SeedRun
 
 
@@ -70,11 +71,12 @@ def per_genre(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -
     )
 
 
-def macro_f1(runs: list[SeedRun], labels: np.ndarray, n_classes: int) -> dict[str, Any]:
-    """Macro-F1 of the test split per run, as `spread` gives it, and of the runs' ensemble."""
-    per_run = [f1_score(labels, run.test.predictions, labels=range(n_classes), average="macro") for run in runs]
-    ensemble = np.mean([run.test.clip_probs for run in runs], axis=0).argmax(axis=1)
-    return {**spread(per_run), "ensemble": float(f1_score(labels, ensemble, labels=range(n_classes), average="macro"))}
+def macro_f1(result: ClipResults) -> dict[str, Any]:
+    """Macro-F1 per seed, as `spread` gives it, and of the seeds' ensemble."""
+    labels, indices = result.labels, range(len(result.classes))
+    per_seed = [f1_score(labels, predicted, labels=indices, average="macro") for predicted in result.predictions]
+    ensemble = f1_score(labels, result.ensemble_predictions, labels=indices, average="macro")
+    return {**spread(per_seed), "ensemble": float(ensemble)}
 
 
 def _most_confused(matrix: np.ndarray, row: int, classes: Sequence[str]) -> str:
@@ -84,10 +86,3 @@ def _most_confused(matrix: np.ndarray, row: int, classes: Sequence[str]) -> str:
         return "-"
     worst = int(others.argmax())
     return f"{classes[worst]} ({others[worst]})"
-
-
-def ensemble_accuracy(runs: list[SeedRun], labels: np.ndarray) -> float:
-    """Accuracy of the seeds' test probabilities averaged per clip: a different model (an ensemble)
-    from any single seed's, reported apart from the per-seed numbers."""
-    probs = np.mean([run.test.clip_probs for run in runs], axis=0)
-    return float((probs.argmax(axis=1) == labels).mean())
