@@ -23,6 +23,7 @@ from features.dataset import PROJECT_SPLITS_DIR, SPLIT_FILES
 from reporting.locate import experiments_in, started_at
 
 HOMEWORK_TEST_ACC = 0.6344  # the homework baseline's published test accuracy on GTZAN (63.44%)
+HOMEWORK_TEST_CLIPS = 227  # ... of one run, on the fault-filtered split's 227 test clips
 BASELINE_SPACE = "baseline.yaml"
 REPORT_JSON = "report.json"
 

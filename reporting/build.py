@@ -1,5 +1,7 @@
-"""One report from start to end: find the experiment, pick its best trial, retrain and test it,
-draw the figures, write report.md (and report.json, the same numbers for programs) and print it."""
+"""One report from start to end: find the experiment, pick its best trial, report its baseline.yaml
+sibling first if that has no per-clip results, retrain and test the best trial, measure intervals
+and the paired comparison, draw the figures, write report.md (and report.json, the same numbers for
+programs, and predictions.csv, each clip's result per seed) and print it."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from common.errors import UserError
 from common.experiment import REPORT_DIR, read_metadata
 from common.trials import leaderboard_text, ranked
 from features.store import FeatureStore
-from reporting import figures
-from reporting.baselines import REPORT_JSON, baseline_experiment, homework_baseline
+from reporting import clips, figures
+from reporting.baselines import HOMEWORK_TEST_CLIPS, REPORT_JSON, baseline_experiment, homework_baseline
 from reporting.importance import param_importances
 from reporting.locate import find_experiment
 from reporting.markdown import ReportData, render
-from reporting.results import confusion, ensemble_accuracy, spread
+from reporting.results import confusion, macro_f1, per_genre, pooled, spread
 from reporting.retrain import Retraining, load_test_split, open_store, run_seeds
+from reporting.stats import BINOMIAL_METHOD, BOOTSTRAP_METHOD, Interval, accuracy_interval, compare, proportion_interval
 from reporting.trials import BestTrial, Trials, best_trial, load_trials, search_numbers
 from training import TrialConfig
 from training.fit import choose_device
@@ -46,14 +49,39 @@ def make_report(request: ReportRequest) -> Path:
     trials = load_trials(folder, int(metadata["search"]["max_epochs"]))
     _require_an_epoch(trials, folder)
     best = best_trial(trials, folder)
+    baseline = baseline_experiment(folder, metadata)
+    if baseline is not None:  # before our retraining: a failure there costs nothing of ours
+        _report_if_needed(baseline, request.seeds)
     out_dir = Path(request.out).expanduser().resolve() if request.out else folder / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    return _retrain_and_write(request, folder, metadata, trials, best, baseline, out_dir)
+
+
+def _retrain_and_write(
+    request: ReportRequest,
+    folder: Path,
+    metadata: dict[str, Any],
+    trials: Trials,
+    best: BestTrial,
+    baseline: dict[str, Any] | None,
+    out_dir: Path,
+) -> Path:
+    """Retrain the best trial's config per seed, measure it on valid and test, and write it all."""
     job, store = _retraining(folder, metadata, best, out_dir)
     standard, merged = run_seeds(job, request.seeds, request.merge_train_valid)
-    labels = job.test.labels
-    confusions = {"standard": confusion(standard, labels, len(job.data.classes))}
+    results = {
+        "valid": clips.from_runs(standard, "valid", job.data.valid, job.data.classes),
+        "test": clips.from_runs(standard, "test", job.test, job.data.classes),
+    }
+    clips.write(results, [run.seed for run in standard], out_dir)  # first: what a later comparison pairs on
+    if baseline is not None:
+        baseline.update(_against_baseline(baseline, results["test"]))
+    labels, n_classes = job.test.labels, len(job.data.classes)
+    confusions = {"standard": confusion(standard, labels, n_classes)}
     if merged:
-        confusions["merged"] = confusion(merged, labels, len(job.data.classes))
+        confusions["merged"] = confusion(merged, labels, n_classes)
+    homework = homework_baseline(metadata["dataset"])
+    intervals = _intervals(results)
     data = ReportData(
         folder=folder,
         metadata=metadata,
@@ -64,15 +92,63 @@ def make_report(request: ReportRequest) -> Path:
         merged=merged,
         classes=job.data.classes,
         confusions=confusions,
-        ensemble_acc=ensemble_accuracy(standard, labels),
         search=search_numbers(trials, metadata, folder),
         importance=param_importances(folder, metadata["name"]),
-        homework=homework_baseline(metadata["dataset"]),
-        baseline=baseline_experiment(folder, metadata),
+        homework=homework,
+        baseline=baseline,
         store_note=_store_note(store, metadata),
+        test_labels=labels,
+        intervals=intervals,
+        ensemble_acc=intervals["test_ensemble"].estimate,
+        macro_f1=macro_f1(results["test"]),
+        homework_interval=proportion_interval(homework, HOMEWORK_TEST_CLIPS) if homework is not None else None,
     )
     data.figures.update(_draw(data, out_dir))
     return _write(data, out_dir)
+
+
+def _intervals(results: dict[str, clips.ClipResults]) -> dict[str, Interval]:
+    """The 95% intervals of the seed-averaged accuracies and of the test ensemble's."""
+    return {
+        "valid": accuracy_interval(results["valid"].correct),
+        "test": accuracy_interval(results["test"].correct),
+        "test_ensemble": accuracy_interval(results["test"].ensemble_correct),
+    }
+
+
+def _report_if_needed(baseline: dict[str, Any], seeds: int) -> None:
+    """Report a baseline.yaml experiment that has no per-clip test results (never reported, or
+    reported before they were kept), with our number of seeds; a failure is noted, not raised."""
+    folder = Path(baseline["folder"])
+    if (folder / REPORT_DIR / clips.PREDICTIONS_CSV).is_file():
+        return
+    print(f"baseline.yaml experiment {folder} has no per-clip test results: reporting it first ({seeds} seeds)")
+    try:
+        make_report(ReportRequest(experiment=str(folder), seeds=seeds))
+    except UserError as err:  # our own report goes on: its comparison says why the baseline is missing
+        baseline["unpaired"] = f"reporting it failed: {err}"
+
+
+def _against_baseline(baseline: dict[str, Any], ours: clips.ClipResults) -> dict[str, Any]:
+    """The baseline's reported numbers and the paired comparison on our test clips."""
+    report_dir = Path(baseline["folder"]) / REPORT_DIR
+    if "unpaired" in baseline:
+        return {}
+    try:
+        theirs = clips.read(report_dir / clips.PREDICTIONS_CSV, "test")
+    except UserError as err:  # our results stand: the comparison says why it is missing
+        return {"unpaired": str(err)}
+    if theirs.clip_ids != ours.clip_ids:
+        return {"unpaired": f"its test clips differ from ours ({report_dir / clips.PREDICTIONS_CSV})"}
+    numbers = json.loads((report_dir / REPORT_JSON).read_text())
+    return {
+        "valid": numbers.get("valid"),
+        "test": numbers.get("test"),
+        "test_interval": accuracy_interval(theirs.correct),
+        "comparison": compare(
+            ours.correct, theirs.correct, ours.ensemble_correct, theirs.ensemble_correct, "the baseline"
+        ),
+    }
 
 
 def _require_an_epoch(trials: Trials, folder: Path) -> None:
@@ -163,12 +239,39 @@ def _numbers(data: ReportData) -> dict[str, Any]:
         "best_epochs": [run.epoch for run in data.standard],
         "test_train_valid": spread([run.test.clip_acc for run in data.merged]) if data.merged else None,
         "test_ensemble": data.ensemble_acc,
+        "intervals": {**{key: value.to_dict() for key, value in data.intervals.items()}, "method": BOOTSTRAP_METHOD},
+        "macro_f1": data.macro_f1,
+        "per_class": per_genre(*pooled(data.standard, data.test_labels), data.classes).to_dict(orient="list"),
+        "optimism": {
+            "search_valid": data.best.valid_clip_acc,
+            "retrained_valid": data.intervals["valid"].estimate,
+            "optimism": data.optimism,
+        },
+        "homework": _homework_numbers(data),
+        "baseline": _baseline_numbers(data.baseline),
+        "predictions": clips.PREDICTIONS_CSV,
         "classes": list(data.classes),
         "dataset": data.metadata["dataset"],
         "search": data.search,
         "importance": data.importance.values,
         "models": [str(run.model_file) for run in [*data.standard, *data.merged]],
     }
+
+
+def _homework_numbers(data: ReportData) -> dict[str, Any] | None:
+    if data.homework_interval is None:
+        return None
+    return {**data.homework_interval.to_dict(), "runs": 1, "test_clips": HOMEWORK_TEST_CLIPS, "method": BINOMIAL_METHOD}
+
+
+def _baseline_numbers(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
+    if baseline is None:
+        return None
+    plain = {key: value for key, value in baseline.items() if key not in ("test_interval", "comparison")}
+    if "comparison" in baseline:
+        plain["test_interval"] = baseline["test_interval"].to_dict()
+        plain["comparison"] = baseline["comparison"].to_dict()
+    return plain
 
 
 def _plain(value: Any) -> Any:

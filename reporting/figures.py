@@ -97,3 +97,31 @@ def importance_png(values: dict[str, float], path: Path) -> Path:
     ax.set(xlabel="importance (fANOVA, sums to 1)", title="hyperparameter importance")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+def comparison_png(
+    names: Sequence[str],
+    intervals: Sequence[Sequence[tuple[float, float, float]]],
+    per_class: pd.DataFrame,
+    path: Path,
+) -> Path:
+    """Left: each experiment's test accuracy with its 95% interval, seed-averaged and ensemble
+    (`intervals[i]` = (estimate, low, high) of each); right: per-class recall of A minus B."""
+    fig, (acc_ax, class_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for offset, (label, column) in enumerate((("seed-averaged", 0), ("ensemble", 1))):
+        estimates = np.array([row[column] for row in intervals], dtype=np.float64)
+        below, above = estimates[:, 0] - estimates[:, 1], estimates[:, 2] - estimates[:, 0]
+        positions = np.arange(len(names)) + (offset - 0.5) * 0.3
+        acc_ax.errorbar(positions, estimates[:, 0], yerr=[below, above], fmt="o", capsize=5, label=label)
+    acc_ax.set_xticks(range(len(names)), names)
+    acc_ax.set(ylabel="test clip accuracy", title="test accuracy, 95% intervals (bootstrap over clips)")
+    acc_ax.set_xlim(-0.6, len(names) - 0.4)
+    acc_ax.grid(axis="y", alpha=0.3)
+    acc_ax.legend(fontsize=8)
+    colours = ["C2" if value >= 0 else "C3" for value in per_class["difference"]]
+    class_ax.barh(per_class["genre"], per_class["difference"], color=colours)
+    class_ax.axvline(0.0, color="black", linewidth=1)
+    class_ax.set(xlabel=f"recall of {names[0]} minus {names[1]}", title="per-class test accuracy difference")
+    class_ax.invert_yaxis()
+    class_ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from common.trials import METRIC
+from reporting.baselines import HOMEWORK_TEST_CLIPS
 from reporting.importance import Importance
-from reporting.results import per_genre, seed_table, spread
+from reporting.results import per_genre, pooled, seed_table, spread
 from reporting.retrain import SeedRun
+from reporting.stats import BINOMIAL_METHOD, BOOTSTRAP_METHOD, MCNEMAR_METHOD, Comparison, Interval
 from reporting.trials import BestTrial, Trials
 from training import TrialConfig
 
@@ -40,7 +42,17 @@ class ReportData:
     homework: float | None  # the published baseline test accuracy, when the data is GTZAN
     baseline: dict[str, Any] | None  # a sibling baseline.yaml experiment (reporting.baselines)
     store_note: str  # which store the data came from, and whether its dataset matches the search's
+    test_labels: np.ndarray  # (test clips,) class index
+    intervals: dict[str, Interval]  # "valid", "test", "test_ensemble": bootstrap over clips (reporting.stats)
+    macro_f1: dict[str, Any]  # reporting.results.macro_f1
+    homework_interval: Interval | None  # the published accuracy's own interval on its 227 clips
     figures: dict[str, str] = field(default_factory=dict)  # figure key -> file name next to report.md
+
+    @property
+    def optimism(self) -> float:
+        """Best trial's search-time validation accuracy minus its retrained one: the optimism of
+        picking the best of many trials on the same validation clips."""
+        return self.best.valid_clip_acc - self.intervals["valid"].estimate
 
 
 def fmt(value: Any) -> str:
@@ -104,15 +116,31 @@ def _result(data: ReportData) -> list[str]:
         f"training.seed = 0..{n - 1} for {data.config.training.max_epochs} epochs (search.max_epochs) each, keeping"
         " per seed the weights of the epoch with the best validation clip accuracy; test clips were read once, here.",
         "",
-        "| measured | mean ± std over seeds |",
-        "|---|---|",
-        f"| validation clip accuracy | {mean_std(spread([r.valid.clip_acc for r in data.standard]))} |",
-        f"| **test clip accuracy** | **{mean_std(spread([r.test.clip_acc for r in data.standard]))}** |",
+        "| measured | mean ± std over seeds | 95% interval |",
+        "|---|---|---|",
+        f"| validation clip accuracy | {mean_std(spread([r.valid.clip_acc for r in data.standard]))} |"
+        f" {_bounds(data.intervals['valid'])} |",
+        f"| **test clip accuracy** | **{mean_std(spread([r.test.clip_acc for r in data.standard]))}** |"
+        f" **{_bounds(data.intervals['test'])}** |",
     ]
     if data.merged:
         merged = mean_std(spread([r.test.clip_acc for r in data.merged]))
-        lines.append(f"| test clip accuracy of the models trained on train+valid | {merged} |")
-    lines.append(f"| test clip accuracy of the seeds' averaged probabilities (an ensemble) | {data.ensemble_acc:.4f} |")
+        lines.append(f"| test clip accuracy of the models trained on train+valid | {merged} | n/a |")
+    lines += [
+        f"| test clip accuracy of the seeds' averaged probabilities (an ensemble) | {data.ensemble_acc:.4f} |"
+        f" {_bounds(data.intervals['test_ensemble'])} |",
+        f"| test macro-F1 (ensemble: {data.macro_f1['ensemble']:.4f}) | {mean_std(data.macro_f1)} | n/a |",
+        "",
+        f"Intervals: {BOOTSTRAP_METHOD}, so they count the finite number of clips"
+        f" ({len(data.test_labels)} test clips: one clip is {100 / len(data.test_labels):.2f} points) as well as"
+        " the seeds' spread; the standard deviation measures the seeds alone.",
+        "",
+        f"Optimism of the search: the best trial's validation clip accuracy in the search ({best.valid_clip_acc:.4f})"
+        f" minus its retrained mean ({data.intervals['valid'].estimate:.4f}) is **{data.optimism:+.4f}**: picking the"
+        f" best of {data.search['trials']} trial(s) on the same validation clips favours trials that were lucky on"
+        " those clips, and this gap measures it (positive: the search's number overstates the config); the retrained"
+        " and test numbers do not carry that selection.",
+    ]
     lines += ["", "Per seed:", "", *md_table(seed_table(data.standard, data.merged))]
     if data.merged:
         lines += [
@@ -124,13 +152,19 @@ def _result(data: ReportData) -> list[str]:
     return lines
 
 
+def _bounds(interval: Interval) -> str:
+    return f"[{interval.low:.4f}, {interval.high:.4f}]"
+
+
 def _comparison(data: ReportData) -> list[str]:
     ours_valid = mean_std(spread([r.valid.clip_acc for r in data.standard]))
     ours_test = mean_std(spread([r.test.clip_acc for r in data.standard]))
-    rows = [f"| this search's best config ({len(data.standard)} seeds) | {ours_valid} | {ours_test} |"]
+    ours = f"{ours_valid} | {ours_test} | {_bounds(data.intervals['test'])}"
+    rows = [f"| this search's best config ({len(data.standard)} seeds) | {ours} |"]
     dataset = data.metadata["dataset"]
-    if data.homework is not None:
-        rows.append(f"| homework baseline, published (GTZAN) | n/a | {data.homework:.4f} |")
+    if data.homework_interval is not None:
+        bounds = f"{_bounds(data.homework_interval)} ({BINOMIAL_METHOD} on its {HOMEWORK_TEST_CLIPS} test clips)"
+        rows.append(f"| homework baseline, published (GTZAN; a single run) | n/a | {data.homework:.4f} | {bounds} |")
         why = ""
     else:
         why = (
@@ -139,36 +173,65 @@ def _comparison(data: ReportData) -> list[str]:
             f" ({', '.join(dataset.get('classes', []))})."
         )
     rows += _baseline_rows(data)
-    lines = ["## Compared with the baselines", "", "| model | validation clip acc | test clip acc |", "|---|---|---|"]
-    return lines + rows + ([""] + [why] if why else [])
+    header = "| model | validation clip acc | test clip acc | test 95% interval |"
+    lines = ["## Compared with the baselines", "", header, "|---|---|---|---|", *rows]
+    return lines + ([""] + [why] if why else []) + _paired(data)
+
+
+def _paired(data: ReportData) -> list[str]:
+    """The paired comparison with baseline.yaml on the same test clips, and its verdict."""
+    found = data.baseline or {}
+    if "comparison" not in found:
+        return []
+    result: Comparison = found["comparison"]
+    return ["", *paired_lines(result, "this search's best config", "the baseline")]
+
+
+def paired_lines(result: Comparison, ours: str, other: str) -> list[str]:
+    """The difference A - B with its intervals, McNemar's test and the one-sentence verdict."""
+    test = result.test
+    return [
+        f"Paired on the same {result.clips} test clips, {ours} minus {other}: seed-averaged accuracy"
+        f" {result.difference.estimate:+.4f} [{result.difference.low:+.4f}, {result.difference.high:+.4f}],"
+        f" ensembles {result.ensemble_difference.estimate:+.4f} [{result.ensemble_difference.low:+.4f},"
+        f" {result.ensemble_difference.high:+.4f}] (95% intervals, paired bootstrap over clips). {MCNEMAR_METHOD}"
+        f" on the ensembles: {test.only_a} clip(s) only {ours} gets right, {test.only_b} only {other},"
+        f" p = {test.pvalue:.4g}. The verdict is this exact test's: the bootstrap intervals are approximate when few"
+        " clips differ.",
+        "",
+        f"**Verdict: {ours} is {result.verdict}.**",
+    ]
 
 
 def _baseline_rows(data: ReportData) -> list[str]:
     from reporting.baselines import is_baseline
 
     if is_baseline(data.metadata):
-        return ["| (this experiment is baseline.yaml's search: the row above is the baseline) | | |"]
+        return ["| (this experiment is baseline.yaml's search: the row above is the baseline) | | | |"]
     found = data.baseline
     if found is None:
-        return ["| baseline.yaml: no experiment of it on this dataset in this storage folder | n/a | n/a |"]
+        return ["| baseline.yaml: no experiment of it on this dataset in this storage folder | n/a | n/a | n/a |"]
     label = f"baseline.yaml, experiment `{found['name']}`"
-    if found.get("test"):
-        return [f"| {label} (its report) | {mean_std(found['valid'])} | {mean_std(found['test'])} |"]
+    if "comparison" in found:
+        numbers = f"{mean_std(found['valid'])} | {mean_std(found['test'])} | {_bounds(found['test_interval'])}"
+        return [f"| {label} (its report) | {numbers} |"]
     valid = fmt(found["search_valid"]) if found.get("search_valid") is not None else "n/a"
-    hint = f"not reported yet: `python report.py --experiment {found['folder']}`"
-    return [f"| {label} (best trial in its search) | {valid} | {hint} |"]
+    hint = found.get("unpaired", "not reported")
+    return [f"| {label} (best trial in its search) | {valid} | n/a | {fmt(hint)} |"]
 
 
 def _genres(data: ReportData) -> list[str]:
     n = len(data.standard)
-    table = per_genre(data.confusions["standard"], data.classes)
+    table = per_genre(*pooled(data.standard, data.test_labels), data.classes)
     if data.merged:
-        table["accuracy (train+valid model)"] = per_genre(data.confusions["merged"], data.classes)["accuracy"]
+        merged = per_genre(*pooled(data.merged, data.test_labels), data.classes)
+        table["accuracy (train+valid model)"] = merged["accuracy (recall)"]
     lines = [
         "## Per genre (test split)",
         "",
-        f"Summed over the {n} seed(s): each test clip counts once per seed, so a genre's accuracy is its mean over"
-        " seeds (the confusion matrix counts are clips x seeds, not averaged probabilities).",
+        f"Summed over the {n} seed(s): each test clip counts once per seed, so a genre's accuracy (its recall) is"
+        " its mean over seeds (the confusion matrix counts are clips x seeds, not averaged probabilities); precision,"
+        " recall and F1 are scikit-learn's on these pooled predictions.",
         "",
         *md_table(table),
         "",

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from reporting.clips import ClipResults
 from reporting.retrain import SeedRun
 
 
@@ -37,29 +39,44 @@ def seed_table(standard: list[SeedRun], merged: list[SeedRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pooled(runs: list[SeedRun], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) classes of every test clip once per run: the runs' predictions pooled."""
+    return np.tile(labels, len(runs)), np.concatenate([run.test.predictions for run in runs])
+
+
 def confusion(runs: list[SeedRun], labels: np.ndarray, n_classes: int) -> np.ndarray:
     """(true, predicted) counts summed over the runs: each test clip counts once per seed, so the
     diagonal's share of the total is the mean test accuracy over seeds."""
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    for run in runs:
-        np.add.at(matrix, (labels, run.test.predictions), 1)
-    return matrix
+    return confusion_matrix(*pooled(runs, labels), labels=range(n_classes))
 
 
-def per_genre(matrix: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
-    """Recall of each genre (its clips predicted as itself) from a summed confusion matrix."""
-    totals = matrix.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.where(totals > 0, np.diag(matrix) / totals, np.nan)
-    top_confusion = [_most_confused(matrix, i, classes) for i in range(len(classes))]
+def per_genre(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    """Precision, recall (the genre's accuracy: its clips predicted as itself) and F1 of each genre
+    from pooled (true, predicted) classes (`pooled`: each test clip once per run), and the genre
+    it is most often mistaken for."""
+    indices = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, predicted, labels=indices, zero_division=np.nan
+    )
+    matrix = confusion_matrix(true, predicted, labels=indices)
     return pd.DataFrame(
         {
             "genre": list(classes),
-            "test clips x seeds": totals,
-            "accuracy": accuracy,
-            "most often mistaken for": top_confusion,
+            "test clips x seeds": support,
+            "accuracy (recall)": recall,
+            "precision": precision,
+            "F1": f1,
+            "most often mistaken for": [_most_confused(matrix, i, classes) for i in indices],
         }
     )
+
+
+def macro_f1(result: ClipResults) -> dict[str, Any]:
+    """Macro-F1 per seed, as `spread` gives it, and of the seeds' ensemble."""
+    labels, indices = result.labels, range(len(result.classes))
+    per_seed = [f1_score(labels, predicted, labels=indices, average="macro") for predicted in result.predictions]
+    ensemble = f1_score(labels, result.ensemble_predictions, labels=indices, average="macro")
+    return {**spread(per_seed), "ensemble": float(ensemble)}
 
 
 def _most_confused(matrix: np.ndarray, row: int, classes: Sequence[str]) -> str:
@@ -69,10 +86,3 @@ def _most_confused(matrix: np.ndarray, row: int, classes: Sequence[str]) -> str:
         return "-"
     worst = int(others.argmax())
     return f"{classes[worst]} ({others[worst]})"
-
-
-def ensemble_accuracy(runs: list[SeedRun], labels: np.ndarray) -> float:
-    """Accuracy of the seeds' test probabilities averaged per clip: a different model (an ensemble)
-    from any single seed's, reported apart from the per-seed numbers."""
-    probs = np.mean([run.test.clip_probs for run in runs], axis=0)
-    return float((probs.argmax(axis=1) == labels).mean())

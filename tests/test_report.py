@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib.image
 import optuna
+import pandas as pd
 import pytest
 import torch
 
@@ -149,6 +150,25 @@ def test_report_md_has_both_accuracies_and_real_pictures(search: dict) -> None:
     numbers = json.loads((out / "report.json").read_text())
     assert len(numbers["test"]["seeds"]) == 2 and all(0.0 <= v <= 1.0 for v in numbers["test"]["seeds"])
     assert numbers["search"]["trials"] == 3 and numbers["search"]["epochs_run"] <= 15
+
+
+@pytest.mark.slow
+def test_intervals_are_in_report_md_and_report_json(search: dict) -> None:
+    out = search["experiment"] / "report"
+    text, numbers = (out / "report.md").read_text(), json.loads((out / "report.json").read_text())
+    for key, label in (("valid", "validation clip accuracy"), ("test", r"\*\*test clip accuracy\*\*")):
+        interval = numbers["intervals"][key]
+        assert interval["low"] <= numbers[key]["mean"] == interval["estimate"] <= interval["high"]
+        assert re.search(rf"\| {label} \|[^|]+\| \**\[{interval['low']:.4f}, {interval['high']:.4f}\]", text), key
+    assert "bootstrap over clips" in numbers["intervals"]["method"] and "bootstrap over clips" in text
+    assert numbers["intervals"]["test_ensemble"]["estimate"] == numbers["test_ensemble"]
+    optimism = numbers["optimism"]
+    assert optimism["optimism"] == pytest.approx(optimism["search_valid"] - numbers["valid"]["mean"])
+    assert "Optimism of the search" in text and "macro-F1" in text
+    assert set(numbers["per_class"]) >= {"precision", "accuracy (recall)", "F1"}
+    clips = pd.read_csv(out / "predictions.csv")  # per clip, per seed, per split: what --compare pairs on
+    assert len(clips) == 2 * (6 + 6) and set(clips["split"]) == {"valid", "test"}
+    assert clips[clips["split"] == "test"].groupby("seed")["correct"].mean().tolist() == numbers["test"]["seeds"]
 
 
 @pytest.mark.slow
