@@ -1,10 +1,13 @@
 """Joining a Ray cluster, or starting a local Ray whose servers listen on the loopback address
-only, with its authentication token readable by its owner alone."""
+only, with its authentication token readable by its owner alone; either way the space's plugin
+files go to every worker with the job's runtime environment (no shared filesystem needed)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +15,23 @@ import ray
 from ray._private import ray_constants
 
 from common.errors import UserError
+from models.plugins import PluginFile, stage_for_shipping
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, plugins: Sequence[PluginFile] = ()) -> None:
     """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray that listens on the
-    loopback address only (dashboard, metrics, gRPC)."""
+    loopback address only (dashboard, metrics, gRPC). `plugins` are shipped to every worker."""
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        try:
-            context = ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
-            raise UserError(f"--address {address}: no Ray cluster answered there ({err!r})") from err
-    else:
-        context = _start_local_ray()
+    # ray.init uploads the staged copies (to Ray's GCS): the folder is not needed after it.
+    with tempfile.TemporaryDirectory(prefix="genre-search-plugins-") as staging:
+        runtime_env = _plugins_env(plugins, Path(staging))
+        if address:
+            try:
+                context = ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+            except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
+                raise UserError(f"--address {address}: no Ray cluster answered there ({err!r})") from err
+        else:
+            context = _start_local_ray(runtime_env)
     url = context.dashboard_url
     if url:
         port = url.rsplit(":", 1)[-1]
@@ -34,7 +41,16 @@ def start_ray(address: str | None) -> None:
         )
 
 
-def _start_local_ray() -> Any:
+def _plugins_env(plugins: Sequence[PluginFile], staging: Path) -> dict[str, Any] | None:
+    """Ray's runtime environment shipping each plugin file in a folder of its own (`py_modules`):
+    Ray uploads them once and unpacks them on every node, onto the workers' `sys.path`, where
+    `models.plugins.load_shipped` finds them."""
+    if not plugins:
+        return None
+    return {"py_modules": [str(folder) for folder in stage_for_shipping(plugins, staging)]}
+
+
+def _start_local_ray(runtime_env: dict[str, Any] | None) -> Any:
     _keep_token_private()
     # Ray binds its servers to the loopback address alone when the node's IP is the loopback
     # address, but on Linux `ray.init` turns 127.0.0.1 into the machine's outward IP unless
@@ -43,7 +59,9 @@ def _start_local_ray() -> Any:
     previous = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        return ray.init(
+            include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False, runtime_env=runtime_env
+        )
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = previous
 

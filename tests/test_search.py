@@ -251,7 +251,7 @@ def test_failed_start_leaves_nothing_behind(tiny_data: Path, tmp_path: Path, mon
     space = tiny_space(tmp_path, num_samples=1, max_epochs=1)
     request = SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="failed")
 
-    def unreachable(address: str | None) -> None:
+    def unreachable(address: str | None, plugins: tuple = ()) -> None:
         raise UserError(f"--address {address}: no Ray cluster answered there")
 
     monkeypatch.setattr(runner, "start_ray", unreachable)
