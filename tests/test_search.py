@@ -275,7 +275,7 @@ def test_resume_of_a_start_cut_short_starts_it(
         started.append(restore)
         raise KeyboardInterrupt  # stop here: what matters is how the search was to go on
 
-    monkeypatch.setattr(runner, "start_ray", lambda address: None)
+    monkeypatch.setattr(runner, "start_ray", lambda address, plugins=(): None)
     monkeypatch.setattr(runner, "_tuner", tuner)
     with pytest.raises(KeyboardInterrupt):
         run_search(SearchRequest(space=None, storage=str(tmp_path), name=experiment.name, resume=True))
