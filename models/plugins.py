@@ -83,7 +83,10 @@ def load_recorded(records: Iterable[Any], where: str) -> tuple[PluginFile, ...]:
     """The plugin files an experiment or a model file recorded, each loaded from its recorded path
     and checked against its recorded hash; `where` names the record for messages."""
     plugins = [PluginFile.from_dict(record, where) for record in records]
-    return tuple(load_plugin(plugin.path, plugin.sha256) for plugin in plugins)
+    try:
+        return tuple(load_plugin(plugin.path, plugin.sha256) for plugin in plugins)
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from err
 
 
 def load_shipped(plugins: Iterable[PluginFile]) -> None:

@@ -5,6 +5,7 @@ saved model refuses a plugin file that is missing or changed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,9 +19,12 @@ import pytest
 import ray
 import torch
 
+from common import experiment as experiments
 from common.errors import UserError
+from features.dataset import load_dataset
 from models import architecture_names
 from models.plugins import PluginFile, file_sha256, load_shipped, plugin_of, stage_for_shipping
+from search import runner
 from search.runner import SearchRequest, run_search
 from search.space import load_space
 from tests.conftest import make_layout, write_tone_clip
@@ -182,15 +186,44 @@ def test_saved_model_refuses_a_missing_or_changed_plugin(tmp_path: Path) -> None
     plugin.write_text(plugin.read_text() + "\n# edited\n")
     with pytest.raises(
         UserError,
-        match=rf"^{model}: its architecture comes from a plugin file: {plugin}: "
+        match=rf"^{model}: {plugin}: "
         r"plugin file has changed since it was recorded \(sha256 \w+…, now \w+…\)",
     ):
         load_model(model)
     plugin.unlink()
-    with pytest.raises(
-        UserError, match=rf"^{model}: its architecture comes from a plugin file: {plugin}: plugin file not found$"
-    ):
+    with pytest.raises(UserError, match=rf"^{model}: {plugin}: plugin file not found$"):
         load_model(model)
+
+
+def test_resume_loads_the_recorded_plugin_and_refuses_a_changed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed search reads the experiment's copy of the space file, elsewhere: its plugin paths
+    are still relative to the original file, and a plugin edited since is refused."""
+    data = tmp_path / "data"
+    make_layout(data, genres=("a", "b"), per_split=(2, 1, 1), seconds=1.5)
+    monkeypatch.setenv("GENRE_SEARCH_CACHE", str(tmp_path / "cache"))
+    space = load_space(write_space(tmp_path, PLUGIN, unique_name()))
+    experiment = experiments.locate(str(tmp_path / "runs"), "resumed", resume=False)
+    search = dataclasses.asdict(space.search)
+    plugins = [plugin.to_dict() for plugin in space.plugins]
+    experiments.write_metadata(experiment, space.path, search, load_dataset(data).describe(), {}, plugins)
+    started: list = []
+
+    def start_ray(address: str | None, plugins: tuple = ()) -> None:
+        started.append(plugins)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(runner, "start_ray", start_ray)
+    resume = SearchRequest(space=None, storage=str(tmp_path / "runs"), name="resumed", resume=True)
+    with pytest.raises(UserError, match="stop here"):
+        run_search(resume)
+    assert started == [space.plugins]
+    plugin = tmp_path / "plugins" / "mine.py"
+    plugin.write_text(plugin.read_text() + "\n# edited\n")
+    changed = rf"^{experiment.local_dir / experiments.METADATA_FILE}: {plugin}: plugin file has changed since"
+    with pytest.raises(UserError, match=changed):
+        run_search(resume)
 
 
 def load_model_for(config: TrialConfig, path: Path) -> Path:

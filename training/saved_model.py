@@ -87,10 +87,7 @@ def load_model(path: str | Path) -> SavedModel:
     """Read and rebuild a saved model; anything that does not match is a one-line `UserError`."""
     payload = _read_payload(Path(path))
     if payload.get("plugin") is not None:
-        try:
-            load_recorded([payload["plugin"]], str(path))
-        except UserError as err:
-            raise UserError(f"{path}: its architecture comes from a plugin file: {err}") from err
+        load_recorded([payload["plugin"]], str(path))
     try:
         config = TrialConfig.from_dict(payload["config"])
         if FeatureSetting.from_dict(payload["setting"]) != config.features:
