@@ -1,6 +1,7 @@
 """The experiment folder's format, shared by the search and the report: `<storage>/<name>/` holds
 Ray Tune's trials and state, the Optuna study, a copy of the space file, the leaderboard, the best
-config, the report, and `experiment.json` saying what ran on which data and for how long.
+config, the report, and `experiment.json` saying what ran (plugin files and their hashes included)
+on which data and for how long.
 
 This module alone names the folder's files and reads and writes `experiment.json`."""
 
