@@ -27,7 +27,7 @@ that a space names with `plugins: [my_models.py]`):
   and standard deviation (about zero mean, unit variance; padding is 0). `frames` is one segment
   (`training.segment_seconds` x the features' frames per second), the same in training,
   validation and prediction, but a space may search it: do not hard-wire a frame count.
-- Batches may hold a single example at prediction; training batches hold at least two.
+- A batch may hold a single example (a clip of one segment, at prediction).
 
 Before any trial, every plugin architecture a space can choose is built at each combination of
 its bounding values and run on a batch of zeros of each input shape the space gives
@@ -155,7 +155,7 @@ def check_forward(arch: str, params: dict[str, Any] | None, n_bins: int, n_frame
     `UserError`, naming the file that registered it, when the module rejects that input or does
     not return (2, n_classes) logits. `check_input_fits` first, for its message naming the knobs."""
     check_input_fits(arch, params, n_bins, n_frames)
-    n_classes = 3
+    n_classes = 3  # any count: the output must follow it
     origin = _lookup(arch).origin
     where = f"{origin}: model {arch} on input (2, {n_bins}, {n_frames})"
     try:
