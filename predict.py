@@ -2,7 +2,9 @@
 
 Each file gets the features the model was trained on, cut into the same overlapping segments as
 validation and test, and the segments' genre probabilities averaged. A file that cannot be read as
-audio is reported on stderr and the others are still classified (exit code 1 then).
+audio is reported on stderr and the others are still classified (exit code 1 then). A model of a
+plugin architecture loads the plugin file it recorded, and is refused in one line when that file
+is missing or has changed.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The experiment folder's format, shared by the search and the report: `<storage>/<name>/` holds
 Ray Tune's trials and state, the Optuna study, a copy of the space file, the leaderboard, the best
-config, the report, and `experiment.json` saying what ran on which data and for how long.
+config, the report, and `experiment.json` saying what ran (plugin files and their hashes included)
+on which data and for how long.
 
 This module alone names the folder's files and reads and writes `experiment.json`."""
 
@@ -115,9 +116,11 @@ def clear_run_state(local_dir: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def write_metadata(experiment: Experiment, space_path: Path, search: dict, dataset: dict, stores: dict) -> None:
+def write_metadata(
+    experiment: Experiment, space_path: Path, search: dict, dataset: dict, stores: dict, plugins: list | None = None
+) -> None:
     """Record what the search runs: space (and a copy of its file), search settings, dataset (with
-    fingerprint), stores. The folder is created here."""
+    fingerprint), stores, plugin files (`{file, sha256}` each). The folder is created here."""
     experiment.local_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space_path, experiment.local_dir / SPACE_COPY)
     metadata = {
@@ -127,6 +130,7 @@ def write_metadata(experiment: Experiment, space_path: Path, search: dict, datas
         "search": search,
         "dataset": dataset,
         "stores": {setting.name: str(path) for setting, path in stores.items()},
+        "plugins": list(plugins or []),
         "started": time.strftime(STARTED_FORMAT),
         "command": sys.argv,
     }

@@ -1,5 +1,6 @@
 """Model architectures for GTZAN genre classification, each built from a typed params config:
-every model maps a (batch, bins, frames) spectrogram batch of any length to (batch, n_classes) logits."""
+every model maps a (batch, bins, frames) spectrogram batch of any length to (batch, n_classes) logits.
+A researcher's own architectures register the same way from files a space names (models/plugins.py)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,48 @@
-"""The one table of architectures: each family registers its builder and params dataclass with
-`@register`, and the public functions look names up here, so adding a family touches one file."""
+"""The one table of architectures, and the public API for adding one, shipped or your own.
+
+Contract of an architecture (the shipped families in models/ follow it, and so must a plugin file
+that a space names with `plugins: [my_models.py]`):
+
+    from dataclasses import dataclass
+    from torch import nn
+    from models.registry import ModelParams, register
+
+    @dataclass(frozen=True)
+    class MyParams(ModelParams):      # its fields are the keys of `model.my_net` in a space file
+        width: int = 64
+
+    @register("my_net", MyParams)     # the name `model.arch` takes; a taken name is refused
+    def build(params: MyParams, n_bins: int, n_classes: int) -> nn.Module: ...
+
+- The params class is a frozen dataclass subclassing `ModelParams`. A space's values for it are
+  checked by `common.typed.from_dict` (unknown keys and wrong types refused, naming the key);
+  override `check()` to refuse bad values with `common.typed.require("model.params.KEY", ...)`,
+  and optionally `time_reductions()`/`freq_reductions()` and `fit_summary()` so that an input too
+  short for the network is refused before training, naming the knobs (see models/params.py).
+- The builder gets the typed params, the number of feature bins (`features` kind: mel's n_bins,
+  mfcc's n_mfcc, 12 for chroma) and of classes, and returns a freshly initialised module on the
+  CPU (the caller seeds torch before building and moves it to its device).
+- The module maps a float32 batch (batch, n_bins, frames) to (batch, n_classes) logits (no
+  softmax: training applies cross-entropy). Each bin is normalised with the training split's mean
+  and standard deviation (about zero mean, unit variance; padding is 0). `frames` is one segment
+  (`training.segment_seconds` x the features' frames per second), the same in training,
+  validation and prediction, but a space may search it: do not hard-wire a frame count.
+- A batch may hold a single example (a clip of one segment, at prediction).
+
+Before any trial, every plugin architecture a space can choose is built at each combination of
+its bounding values and run on a batch of zeros of each input shape the space gives
+(`check_forward`); a module that rejects the input or returns another shape fails there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 from common.errors import UserError
@@ -22,21 +58,35 @@ class Architecture:
     name: str
     params_class: type[ModelParams]
     build: Builder
+    origin: str  # the file that registered it, for messages
 
 
 _REGISTRY: dict[str, Architecture] = {}
 
 
 def register(name: str, params_class: type[P]) -> Callable[[Callable[[P, int, int], nn.Module]], Builder]:
-    """Decorator: record `build(params, n_bins, n_classes)` as architecture `name`."""
+    """Decorator: record `build(params, n_bins, n_classes)` as architecture `name` (see the contract
+    above); a name already registered, or a params class that is not a `ModelParams` dataclass, is
+    refused with a `UserError`."""
+    if not (isinstance(params_class, type) and issubclass(params_class, ModelParams)):
+        raise UserError(f"architecture {name!r}: its params class must subclass models.registry.ModelParams")
+    if not dataclasses.is_dataclass(params_class):
+        raise UserError(f"architecture {name!r}: its params class {params_class.__name__} must be a @dataclass")
 
     def decorator(build: Callable[[P, int, int], nn.Module]) -> Builder:
+        origin = getattr(sys.modules.get(build.__module__), "__file__", None) or build.__module__
         if name in _REGISTRY:
-            raise ValueError(f"architecture {name!r} registered twice")
-        _REGISTRY[name] = Architecture(name, params_class, build)
+            raise UserError(f"architecture {name!r} is taken (registered by {_REGISTRY[name].origin})")
+        _REGISTRY[name] = Architecture(name, params_class, build, origin)
         return build
 
     return decorator
+
+
+def forget(names: Iterable[str]) -> None:
+    """Remove architectures: those a plugin file registered before it failed to import."""
+    for name in names:
+        _REGISTRY.pop(name, None)
 
 
 def architecture_names() -> tuple[str, ...]:
@@ -98,3 +148,25 @@ def check_input_fits(arch: str, params: dict[str, Any] | None, n_bins: int, n_fr
         f"model {arch}: {typed.fit_summary()} needs at least {needs}, input has {n_frames} frames"
         f" x {n_bins} bins (lower {fixes}, or {longer})"
     )
+
+
+def check_forward(arch: str, params: dict[str, Any] | None, n_bins: int, n_frames: int) -> None:
+    """Build `arch` and run a batch of zeros (2, n_bins, n_frames) through it in eval mode: raise
+    `UserError`, naming the file that registered it, when the module rejects that input or does
+    not return (2, n_classes) logits. `check_input_fits` first, for its message naming the knobs."""
+    check_input_fits(arch, params, n_bins, n_frames)
+    n_classes = 3  # any count: the output must follow it
+    origin = _lookup(arch).origin
+    where = f"{origin}: model {arch} on input (2, {n_bins}, {n_frames})"
+    try:
+        model = build_model(arch, params, n_bins, n_classes).eval()
+        with torch.no_grad():
+            logits = model(torch.zeros(2, n_bins, n_frames))
+    except UserError:
+        raise
+    except Exception as err:  # whatever the user's module raises: one line naming it
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"{where}: fails ({type(err).__name__}: {first})") from err
+    shape = tuple(getattr(logits, "shape", ()))
+    if shape != (2, n_classes):
+        raise UserError(f"{where}: returns shape {shape}, not (batch, n_classes) = (2, {n_classes}) logits")

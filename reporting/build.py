@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.experiment import REPORT_DIR, read_metadata
+from common.experiment import METADATA_FILE, REPORT_DIR, read_metadata
 from common.trials import leaderboard_text, ranked
 from features.store import FeatureStore
+from models.plugins import load_recorded
 from reporting import clips, figures
 from reporting.baselines import HOMEWORK_TEST_CLIPS, REPORT_JSON, baseline_experiment, homework_baseline
 from reporting.importance import param_importances
@@ -167,6 +168,7 @@ def _retraining(
     folder: Path, metadata: dict[str, Any], best: BestTrial, out_dir: Path
 ) -> tuple[Retraining, FeatureStore]:
     """The best trial's own config (never retyped), with the search's epoch limit, and its data."""
+    load_recorded(metadata.get("plugins") or [], str(folder / METADATA_FILE))  # the search's own files
     config = TrialConfig.from_dict(best.config)
     # The search's limit, as recorded for the experiment (every trial's training.max_epochs, ASHA's max_t).
     training = dataclasses.replace(config.training, max_epochs=int(metadata["search"]["max_epochs"]))

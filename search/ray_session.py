@@ -1,10 +1,13 @@
 """Joining a Ray cluster, or starting a local Ray whose servers listen on the loopback address
-only, with its authentication token readable by its owner alone."""
+only, with its authentication token readable by its owner alone; either way the space's plugin
+files go to every worker with the job's runtime environment (no shared filesystem needed)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +16,25 @@ from ray._private import ray_constants
 from ray.job_config import JobConfig
 
 from common.errors import UserError
+from models.plugins import PluginFile, stage_for_shipping
 
 
-def start_ray(address: str | None, job_name: str) -> None:
+def start_ray(address: str | None, job_name: str, plugins: Sequence[PluginFile] = ()) -> None:
     """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray that listens on the
     loopback address only (dashboard, metrics, gRPC). The job is named `job_name` on the
-    dashboard's Jobs page (its `job_name` metadata)."""
+    dashboard's Jobs page (its `job_name` metadata); `plugins` are shipped to every worker."""
     address = address or os.environ.get("RAY_ADDRESS")
     job_config = JobConfig(metadata={"job_name": job_name})
-    if address:
-        try:
-            context = ray.init(address=address, log_to_driver=False, job_config=job_config)
-        except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
-            raise UserError(f"--address {address}: no Ray cluster answered there ({err!r})") from err
-    else:
-        context = _start_local_ray(job_config)
+    # ray.init uploads the staged copies (to Ray's GCS): the folder is not needed after it.
+    with tempfile.TemporaryDirectory(prefix="genre-search-plugins-") as staging:
+        job_config.set_runtime_env(_plugins_env(plugins, Path(staging)))
+        if address:
+            try:
+                context = ray.init(address=address, log_to_driver=False, job_config=job_config)
+            except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
+                raise UserError(f"--address {address}: no Ray cluster answered there ({err!r})") from err
+        else:
+            context = _start_local_ray(job_config)
     url = context.dashboard_url
     if url:
         port = url.rsplit(":", 1)[-1]
@@ -35,6 +42,15 @@ def start_ray(address: str | None, job_name: str) -> None:
             f"Ray dashboard: http://{url}  (access token: `ray get-auth-token`; from a laptop: "
             f"ssh -L {port}:127.0.0.1:{port} this-host, then open http://127.0.0.1:{port})"
         )
+
+
+def _plugins_env(plugins: Sequence[PluginFile], staging: Path) -> dict[str, Any] | None:
+    """Ray's runtime environment shipping each plugin file in a folder of its own (`py_modules`):
+    Ray uploads them once and unpacks them on every node, onto the workers' `sys.path`, where
+    `models.plugins.load_shipped` finds them."""
+    if not plugins:
+        return None
+    return {"py_modules": [str(folder) for folder in stage_for_shipping(plugins, staging)]}
 
 
 def _start_local_ray(job_config: JobConfig) -> Any:

@@ -27,6 +27,7 @@ from features.extract import build_stores
 from features.locate import default_stores_dir, resolve_data_root
 from features.settings import FeatureSetting
 from features.store import FeatureStore
+from models.plugins import load_recorded
 from search.leaderboard import summarize
 from search.progress import SearchProgress
 from search.ray_session import start_ray
@@ -110,8 +111,9 @@ def run_search(request: SearchRequest) -> SearchOutcome:
     with _removed_if_start_fails(experiment, new=not request.resume):
         if not request.resume:
             search = dataclasses.asdict(space.search)
-            experiments.write_metadata(experiment, space.path, search, dataset.describe(), stores)
-        start_ray(request.address, job_name=experiment.name)
+            plugins = [plugin.to_dict() for plugin in space.plugins]
+            experiments.write_metadata(experiment, space.path, search, dataset.describe(), stores, plugins)
+        start_ray(request.address, experiment.name, space.plugins)
         tuner = _tuner(experiment, space, stores, restore)
     print_where_to_watch(experiment)
     with _wall_clock(experiment.local_dir):
@@ -153,11 +155,14 @@ def _new(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset
 
 
 def _resumed(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset]:
-    """A resumed search runs the space, search settings and dataset it started with, not a file
-    edited since nor whatever data is the default now."""
+    """A resumed search runs the space, search settings, plugin files and dataset it started with,
+    not a file edited since nor whatever data is the default now."""
     experiment = experiments.locate(request.storage, request.name, resume=True)
-    saved = experiments.read_metadata(experiment.local_dir)["search"]
-    space = load_space(experiment.local_dir / experiments.SPACE_COPY).with_search(**saved)
+    metadata = experiments.read_metadata(experiment.local_dir)
+    load_recorded(metadata.get("plugins") or [], str(experiment.local_dir / experiments.METADATA_FILE))
+    # The copy's plugin paths are relative to the original space file's folder.
+    plugins_dir = Path(metadata["space_file"]).parent
+    space = load_space(experiment.local_dir / experiments.SPACE_COPY, plugins_dir).with_search(**metadata["search"])
     return experiment, space, _recorded_dataset(experiment, request.data)
 
 
@@ -236,7 +241,9 @@ def _tuner(
     # The driver loads train and valid only; trials get them from the object store, never from disk.
     refs = {setting.name: ray.put(FeatureStore(path).load_fit_data()) for setting, path in stores.items()}
     failures = str(experiment.local_dir / experiments.CONFIG_FAILURES_DIR)
-    trainable = tune.with_parameters(train_trial, stores=refs, failures_dir=failures, experiment=experiment.name)
+    trainable = tune.with_parameters(
+        train_trial, stores=refs, failures_dir=failures, experiment=experiment.name, plugins=space.plugins
+    )
     trainable = tune.with_resources(trainable, _resources(space))
     if restore:
         return tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)

@@ -7,6 +7,9 @@ A fixed value is a plain scalar; a distribution is a one-key mapping: `{choice: 
 `optimizer.name`, `schedule.name`) picks an option, and a sub-section named after an option applies
 only when that option is chosen (Optuna's define-by-run space), so inapplicable parameters never
 appear in a trial's config.
+
+A top-level `plugins: [my_models.py, ...]` (paths relative to the space file) names Python files
+whose architectures (see models/registry.py) `model.arch` may then choose.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from common.errors import UserError
 from common.typed import from_dict, require
 from features.settings import KINDS, FeatureSetting
 from models import architecture_names
-from models.registry import parse_params
+from models.plugins import PluginFile, load_plugin, plugin_of
+from models.registry import check_forward, parse_params
 from search.space_file import read_space_file, resolve_space_path
-from training.config import CONFIG_SECTIONS, TrialConfig
+from training.config import CONFIG_SECTIONS, TrainingConfig, TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +280,7 @@ class Space:
     path: Path
     sections: dict[str, SectionSpace]
     search: SearchSettings
+    plugins: tuple[PluginFile, ...] = ()  # the files named by `plugins:`, loaded
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """One trial's full config (a plain nested dict), drawn through Optuna's `trial`."""
@@ -331,23 +336,69 @@ def _literal_values(cls: type, key: str) -> tuple[str, ...]:
     return typing.get_args(typing.get_type_hints(cls)[key])
 
 
-def parse_space(raw: dict[str, Any], path: Path) -> Space:
-    """Check everything a search needs from a space file; errors name the file and the key."""
+def parse_space(raw: dict[str, Any], path: Path, plugins_dir: Path | None = None) -> Space:
+    """Check everything a search needs from a space file; errors name the file and the key.
+
+    Plugin paths are relative to `plugins_dir`, by default the space file's folder (a resumed
+    search reads a copy of the file, elsewhere)."""
     try:
+        plugins = _load_plugins(raw.get("plugins"), plugins_dir or path.parent)
         rules = section_rules()
-        unknown = sorted(set(raw) - set(rules) - {"search"})
+        unknown = sorted(set(raw) - set(rules) - {"search", "plugins"})
         if unknown:
-            raise UserError(f"{', '.join(unknown)}: unknown section (known: {', '.join([*rules, 'search'])})")
+            known = ", ".join([*rules, "search", "plugins"])
+            raise UserError(f"{', '.join(unknown)}: unknown section (known: {known})")
         if "max_epochs" in (raw.get("training") or {}):
             raise UserError("training.max_epochs: set search.max_epochs instead (every trial's limit and ASHA's)")
         sections = {name: parse_section(name, raw.get(name), rule) for name, rule in rules.items()}
         for section in sections.values():
             _check_combinations(section)
-        space = Space(path, sections, from_dict(SearchSettings, raw.get("search"), "search"))
+        space = Space(path, sections, from_dict(SearchSettings, raw.get("search"), "search"), plugins)
         space.feature_settings()
+        _check_plugin_models(space)
     except UserError as err:
         raise UserError(f"{path}: {err}") from err
     return space
+
+
+def _load_plugins(raw: Any, folder: Path) -> tuple[PluginFile, ...]:
+    """Import the files of `plugins:` (registering their architectures) before the sections are read."""
+    if raw is None:
+        return ()
+    listed = isinstance(raw, list) and all(isinstance(entry, str) and entry for entry in raw)
+    require(listed, "plugins", raw, "must be a list of Python files (paths relative to the space file)")
+    return tuple(dict.fromkeys(load_plugin(folder / Path(entry).expanduser()) for entry in raw))
+
+
+def _check_plugin_models(space: Space) -> None:
+    """Run a batch of zeros through each plugin architecture the space can choose, at every
+    combination of its bounding values (`_combinations_to_check`) and every input shape the space
+    gives, so a module that rejects its input fails now, naming its file, not in every trial."""
+    model = space.sections["model"]
+    shapes = _input_shapes(space)
+    for arch in model.options():
+        if plugin_of(arch) is None:
+            continue  # the shipped architectures: their layer arithmetic is checked in each trial
+        keys = model.keys_of(arch)
+        for combination in _combinations_to_check({key: value for key, (_, value) in keys.items()}):
+            params = model.shape({**combination, "arch": arch})["params"]
+            for n_bins, n_frames in shapes:
+                try:
+                    check_forward(arch, params, n_bins, n_frames)
+                except UserError as err:
+                    raise UserError(f"{err}{_drawn_values(model, err, keys, combination)}") from err
+
+
+def _input_shapes(space: Space) -> list[tuple[int, int]]:
+    """(bins, frames) of every feature setting at the shortest and longest segment the space can draw."""
+    seconds = space.sections["training"].values.get("segment_seconds", _default(TrainingConfig, "segment_seconds"))
+    ends, _ = _bounds(seconds)
+    shapes = [
+        (setting.n_bins, TrainingConfig(segment_seconds=float(end)).segment_frames(setting))
+        for setting in space.feature_settings()
+        for end in ends
+    ]
+    return list(dict.fromkeys(shapes))
 
 
 def _check_combinations(section: SectionSpace) -> None:
@@ -420,6 +471,6 @@ def _validate(name: str, rule: SectionRule, values: dict[str, Any]) -> None:
         parse_params(built.arch, built.params)
 
 
-def load_space(space: str | Path) -> Space:
+def load_space(space: str | Path, plugins_dir: Path | None = None) -> Space:
     path = resolve_space_path(space)
-    return parse_space(read_space_file(path), path)
+    return parse_space(read_space_file(path), path, plugins_dir)

@@ -5,6 +5,7 @@ reports every epoch, with a checkpoint, through `ray.tune.report`, and to the se
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from ray import tune
 
 from common.errors import UserError
+from models.plugins import PluginFile, load_shipped
 from search.metrics import record_epoch
 from training import TrainingState, TrialConfig, fit
 from training.config import trial_config
@@ -35,15 +37,23 @@ class TrialRepr:
         self._name = self.trial_name  # what Tune's wrapper returns as its repr
 
 
-def train_trial(config: dict[str, Any], stores: dict[str, ray.ObjectRef], failures_dir: str, experiment: str) -> None:
+def train_trial(
+    config: dict[str, Any],
+    stores: dict[str, ray.ObjectRef],
+    failures_dir: str,
+    experiment: str,
+    plugins: Sequence[PluginFile] = (),
+) -> None:
     """Run one trial; `stores` maps a feature setting's name to its `FitData` in Ray's object store
-    (one copy per node, shared by every trial there, shipped by Ray to other nodes).
+    (one copy per node, shared by every trial there, shipped by Ray to other nodes). The space's
+    `plugins` are imported first, from the copies Ray shipped to this node.
 
     Ray retries a failed trial (`search.max_failures`) whatever the error, but only a lost worker
     or node can go better on a retry: a `UserError` (a diverging loss, a network that cannot be
     built) is recorded as `<failures_dir>/<trial id>.txt`, and a retry that finds it fails at once.
     That folder is in the experiment's own folder, not in Ray's trial folder: Ray copies a failed
     trial's files to its retry's folder in the background, and a retry started first missed them."""
+    load_shipped(plugins)  # a file missing on this node is no config failure: a retry elsewhere may find it
     failure = Path(failures_dir) / f"{tune.get_context().get_trial_id()}.txt"
     if failure.is_file():
         raise NotRetried(f"not retried, its config failed: {failure.read_text()}")

@@ -251,7 +251,7 @@ def test_failed_start_leaves_nothing_behind(tiny_data: Path, tmp_path: Path, mon
     space = tiny_space(tmp_path, num_samples=1, max_epochs=1)
     request = SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="failed")
 
-    def unreachable(address: str | None, job_name: str) -> None:
+    def unreachable(address: str | None, job_name: str, plugins: tuple = ()) -> None:
         raise UserError(f"--address {address}: no Ray cluster answered there")
 
     monkeypatch.setattr(runner, "start_ray", unreachable)
@@ -275,7 +275,7 @@ def test_resume_of_a_start_cut_short_starts_it(
         started.append(restore)
         raise KeyboardInterrupt  # stop here: what matters is how the search was to go on
 
-    monkeypatch.setattr(runner, "start_ray", lambda address, job_name: None)
+    monkeypatch.setattr(runner, "start_ray", lambda address, job_name, plugins=(): None)
     monkeypatch.setattr(runner, "_tuner", tuner)
     with pytest.raises(KeyboardInterrupt):
         run_search(SearchRequest(space=None, storage=str(tmp_path), name=experiment.name, resume=True))

@@ -3,7 +3,9 @@ reads it.
 
 The file holds plain containers and tensors only (read with ``torch.load(weights_only=True)``, so
 opening one cannot run code): the trial config that built the network, its weights, the class
-names, the feature setting and the training split's normalisation statistics.
+names, the feature setting and the training split's normalisation statistics; for a plugin
+architecture, also the plugin file's path and SHA-256, loaded from there when the model is read
+(a file missing or changed since is refused).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 from common.errors import UserError
 from features.settings import FeatureSetting
 from features.store import SplitArrays
+from models.plugins import load_recorded, plugin_of
 from models.registry import build_model
 from training.config import TrialConfig
 from training.evaluate import predict_clips
@@ -64,6 +67,7 @@ def save_model(
 ) -> None:
     """Write a model file; `about` must hold plain values only (str, numbers, lists, dicts)."""
     mean, std = stats
+    plugin = plugin_of(config.model.arch)
     payload = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
@@ -74,6 +78,7 @@ def save_model(
         "std": torch.as_tensor(np.asarray(std, dtype=np.float32)),
         "state_dict": {key: value.detach().cpu() for key, value in state_dict.items()},
         "about": about,
+        "plugin": plugin.to_dict() if plugin else None,  # the file that registered the architecture
     }
     torch.save(payload, path)
 
@@ -81,6 +86,8 @@ def save_model(
 def load_model(path: str | Path) -> SavedModel:
     """Read and rebuild a saved model; anything that does not match is a one-line `UserError`."""
     payload = _read_payload(Path(path))
+    if payload.get("plugin") is not None:
+        load_recorded([payload["plugin"]], str(path))
     try:
         config = TrialConfig.from_dict(payload["config"])
         if FeatureSetting.from_dict(payload["setting"]) != config.features:
