@@ -22,7 +22,7 @@ import torch
 from common import experiment as experiments
 from common.errors import UserError
 from features.dataset import load_dataset
-from models import architecture_names
+from models import architecture_names, plugins, registry
 from models.plugins import PluginFile, file_sha256, load_shipped, plugin_of, stage_for_shipping
 from search import runner
 from search.runner import SearchRequest, run_search
@@ -65,6 +65,17 @@ schedule: {name: none}
 training: {segment_seconds: 1.0, segments_per_clip: 2, batch_size: 4}
 search: {num_samples: 2, max_epochs: 2, grace_period: 1, reduction_factor: 2, cpus_per_trial: 1}
 """
+
+
+@pytest.fixture(autouse=True)
+def forget_plugins() -> None:
+    """Each test's plugin architectures leave the registry with it: other test files list the
+    registry and expect the shipped architectures alone."""
+    shipped, loaded = set(architecture_names()), dict(plugins._LOADED)
+    yield
+    registry.forget(set(architecture_names()) - shipped)
+    plugins._LOADED.clear()
+    plugins._LOADED.update(loaded)
 
 
 def unique_name() -> str:
