@@ -3,8 +3,8 @@ overlapping segments covering each clip for evaluation. A batch is one gather by
 arithmetic (clip index, start frame + arange), with no file reads and no worker processes.
 
 On a GPU the clips stay in its memory when they fit in `DEVICE_DATA_SHARE` of what is free;
-otherwise they stay in the host's pinned memory and each batch is gathered there and copied over
-without blocking (`to_device`)."""
+otherwise they stay in the host's memory, and each batch is gathered there and copied over through
+pinned memory without blocking (`to_device`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ DEVICE_DATA_SHARE = 0.5
 class DeviceSplit:
     """A normalised split, its clips' frames one after another (as `SplitArrays` holds them), so
     a batch is one gather. The frames, offsets and labels live together: on the device batches go
-    to, or in the host's pinned memory when they do not fit there."""
+    to, or in the host's memory when they do not fit there."""
 
     frames: torch.Tensor  # (frames, bins) float32; a clip shorter than a segment is followed by 0s up to one
     offsets: torch.Tensor  # (rows,) int64 beside the frames: each row's first frame in `frames`
@@ -97,7 +97,7 @@ def prepare_split(
         padded = values.new_zeros((int(spans.sum()), split.n_bins))
         values = padded.index_copy_(0, torch.as_tensor(destination, device=home), values)
     return DeviceSplit(
-        frames=values.pin_memory() if home.type == "cpu" and device.type == "cuda" else values,
+        frames=values,
         offsets=torch.as_tensor(offsets, device=home),
         lengths=np.asarray(split.lengths, dtype=np.int64),
         labels=torch.as_tensor(split.labels, dtype=torch.int64, device=home),
