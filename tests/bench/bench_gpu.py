@@ -160,7 +160,8 @@ def time_trial(store: str, config: dict[str, Any], device: str, threads: int, li
     """Run `fit()` on `device`; its epochs' seconds, wall-clock span and peak device memory."""
     torch.set_num_threads(threads)
     data = load_data(store, limit)
-    if device == "cuda":
+    if device == "cuda":  # a worker runs trials one after another: the last one's cache is not this one's
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     started = time.time()
     history = fit(config, data, device=device, validate=True).history
