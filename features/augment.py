@@ -15,7 +15,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import librosa
 import numpy as np
 import scipy.fft
 
@@ -110,6 +109,9 @@ def _stretch_and_shift(audio: np.ndarray, sample_rate: int, rate: float, semiton
     a time stretch by the pitch ratio followed by a resampling, so both effects share the stretch."""
     if rate == 1.0 and semitones == 0.0:
         return audio
+    # Imported here: training reads these settings (features.settings) and must run without librosa.
+    import librosa
+
     ratio = 2.0 ** (semitones / 12)
     out = librosa.effects.time_stretch(audio, rate=rate / ratio) if rate != ratio else audio
     if semitones != 0.0:

@@ -21,6 +21,7 @@ from features.settings import FeatureSetting
 from features.store import FitData, SplitArrays
 from training import EpochMetrics, TrainingDiverged, TrainingState, TrialConfig, evaluate_clips, fit, predict_clips
 from training.config import OptimizerConfig, ScheduleConfig
+from training.fit import check_precision
 from training.optim import make_optimizer
 from training.saved_model import NO_LABEL, load_model, save_model
 from training.schedules import Plateau, Schedule, plateau_update
@@ -511,6 +512,46 @@ def test_homework_baseline_config_runs():
     one_epoch["training"]["max_epochs"] = 1
     (metrics,) = fit(one_epoch, data, device="cpu").history
     assert math.isfinite(metrics.train_loss) and 0.0 <= metrics.valid_clip_acc <= 1.0
+
+
+# --- precision -------------------------------------------------------------------------------------
+
+
+def watch_output_dtypes(monkeypatch) -> set[torch.dtype]:
+    """The dtypes of every forward pass's logits of models built from now on."""
+    build, seen = models.build_model, set()
+
+    def build_and_watch(*args):
+        model = build(*args)
+        model.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+        return model
+
+    monkeypatch.setattr(models, "build_model", build_and_watch)
+    return seen
+
+
+def test_bf16_runs_forward_passes_in_bfloat16_and_learns_on_the_cpu(data, monkeypatch):
+    seen = watch_output_dtypes(monkeypatch)
+    result = fit(make_config(training={"max_epochs": 5, "precision": "bf16"}), data, device="cpu")
+    assert seen == {torch.bfloat16}  # training and validation alike
+    assert result.history[-1].train_acc > 0.5  # chance is 1/8
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert all(t.dtype == torch.float32 for t in result.best_state.values() if t.is_floating_point())
+
+
+def test_fp32_runs_every_forward_pass_in_float32(data, monkeypatch):
+    seen = watch_output_dtypes(monkeypatch)
+    fit(make_config(training={"max_epochs": 1, "precision": "fp32"}), data, device="cpu")
+    assert seen == {torch.float32}
+
+
+def test_bf16_on_a_gpu_without_bfloat16_units_fails_in_one_line_before_training(data, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    why = r"^training\.precision: 'bf16' is not supported by this GPU \(Tesla T4\); use fp32$"
+    with pytest.raises(UserError, match=why):
+        fit(make_config(training={"precision": "bf16"}), data, device="cuda")
+    check_precision("fp32", torch.device("cuda"))  # fp32 asks nothing of the GPU
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -1,6 +1,7 @@
 """Augmentation of training batches on normalised features (see `AugmentConfig`): random gain,
 SpecAugment time and frequency masks, mixup. Random draws come from the CPU generators the loop
-checkpoints, so a resumed run and a run on another device draw the same numbers."""
+checkpoints, so a resumed run and a run on another device draw the same numbers; they reach a GPU
+without blocking (`to_device`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from training.config import AugmentConfig
+from training.segments import to_device
 
 
 def augment_batch(
@@ -38,7 +40,7 @@ def augment_batch(
 def random_gain(x: torch.Tensor, gain_db: float, gain_per_db: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each example shifted by a uniform gain in [-gain_db, gain_db] dB, converted per bin."""
     gains = (torch.rand(len(x), generator=generator) * 2.0 - 1.0) * gain_db
-    return x + gains.to(x.device, x.dtype)[:, None, None] * gain_per_db[None, :, None]
+    return x + to_device(gains, x.device).to(x.dtype)[:, None, None] * gain_per_db[None, :, None]
 
 
 def random_masks(x: torch.Tensor, axis: int, count: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
@@ -47,7 +49,7 @@ def random_masks(x: torch.Tensor, axis: int, count: int, max_width: int, generat
     size = x.shape[axis]
     widths = (torch.rand(len(x), count, generator=generator) * (min(max_width, size) + 1)).long()
     starts = (torch.rand(len(x), count, generator=generator) * (size - widths + 1)).long()
-    starts, ends = starts.to(x.device), (starts + widths).to(x.device)
+    starts, ends = to_device(starts, x.device), to_device(starts + widths, x.device)
     steps = torch.arange(size, device=x.device)
     hit = ((steps >= starts[..., None]) & (steps < ends[..., None])).any(dim=1)  # (batch, size)
     shape = (len(x), 1, size) if axis == 2 else (len(x), size, 1)
@@ -62,7 +64,7 @@ def mixup(
     Pairing by rolling the batch needs no extra permutation: the batch order is random already.
     The Beta draws use numpy because torch's Beta sampler takes no generator.
     """
-    weights = torch.as_tensor(rng.beta(alpha, alpha, size=len(x)), dtype=x.dtype, device=x.device)
+    weights = to_device(torch.as_tensor(rng.beta(alpha, alpha, size=len(x)), dtype=x.dtype), x.device)
     mixed = weights[:, None, None] * x + (1 - weights[:, None, None]) * x.roll(1, dims=0)
     soft = weights[:, None] * targets + (1 - weights[:, None]) * targets.roll(1, dims=0)
     return mixed, soft

@@ -14,6 +14,9 @@ from features.settings import FeatureSetting
 
 OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
 ScheduleName = Literal["plateau", "cosine", "onecycle", "step", "none"]
+# fp32: everything in float32. bf16: forward passes under bfloat16 autocast (convolutions and matrix
+# products in bfloat16, losses and weights in float32); bfloat16 keeps float32's range, so no loss scaling.
+Precision = Literal["fp32", "bf16"]
 
 # Random gain (`augment.gain_db`) in each mel compression's units: 10 dB of power is 10 units of
 # `db` features, and about 1 unit of `log10_1p` features (log10(1 + 10 * mel) ~ 1 + log10(mel) for
@@ -92,6 +95,7 @@ class TrainingConfig:
     min_lr: float = 1e-5  # plateau and step schedules: stop once the learning rate falls below
     eval_overlap: float = 0.5  # fraction shared by consecutive validation segments of a clip
     seed: int = 0
+    precision: Precision = "fp32"  # bf16: mixed precision, for GPUs with bfloat16 units (and CPUs)
 
     def __post_init__(self) -> None:
         seconds = self.segment_seconds

@@ -15,13 +15,14 @@ from torch import nn
 
 import models
 from common.errors import UserError
+from common.typed import require
 from features.store import STD_FLOOR, FitData
 from training.augment import augment_batch
 from training.config import TrialConfig
 from training.evaluate import ClipEvaluation, evaluate_prepared
 from training.optim import l1_penalty, make_optimizer, penalised
 from training.schedules import Schedule, plateau_update
-from training.segments import DeviceSplit, gather, prepare_split, prepare_train, random_crops
+from training.segments import DeviceSplit, gather, prepare_split, prepare_train, random_crops, to_device
 from training.state import EpochMetrics, Progress, TrainingState, check_resumable, cpu_copy, restore, snapshot
 
 # Called after every epoch with its metrics and a checkpoint of the run; returning True stops
@@ -68,6 +69,7 @@ def fit(
     """
     config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     device = choose_device(device)
+    check_precision(config.training.precision, device)
     segment_frames = check_inputs(config, data, resume, validate)
     # The run seeds torch's global generator (model init, dropout); forking restores the caller's.
     with torch.random.fork_rng(devices=_cuda_indices(device)):
@@ -82,6 +84,20 @@ def choose_device(device: torch.device | str | None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """bf16 on a GPU without bfloat16 units (before Ampere) would run emulated, slower than fp32."""
+    if precision == "bf16" and device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported(including_emulation=False)
+        name = torch.cuda.get_device_name(device)
+        require(supported, "training.precision", precision, f"is not supported by this GPU ({name}); use fp32")
+
+
+def autocast(run: Run) -> torch.autocast:
+    """The forward passes' precision: bfloat16 autocast for bf16, a no-op for fp32."""
+    enabled = run.config.training.precision == "bf16"
+    return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _cuda_indices(device: torch.device) -> list[int]:
@@ -120,7 +136,8 @@ class Run:
 
 
 def _prepare_run(config: TrialConfig, data: FitData, device: torch.device, segment_frames: int, validate: bool) -> Run:
-    """Both splits normalised once and kept on the device for the whole run."""
+    """Both splits normalised once and kept for the whole run on the device (or in the host's
+    memory when they do not fit there: `training.segments.data_home`)."""
     training = config.training
     train = prepare_train(data.train, data.train_copies, data.mean, data.std, device, segment_frames)
     valid = prepare_split(data.valid, data.mean, data.std, device, segment_frames) if validate else None
@@ -188,8 +205,10 @@ def _run_epoch(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, pro
     train_loss, train_acc, lr = _train_epoch(run, model, optimizer, progress)
     valid: ClipEvaluation | None = None
     if run.valid is not None:
-        batch_size = 2 * run.config.training.batch_size  # no gradients kept: twice the batch fits
-        valid = evaluate_prepared(model, run.valid, run.segment_frames, run.config.training.eval_overlap, batch_size)
+        training = run.config.training
+        batch_size = 2 * training.batch_size  # no gradients kept: twice the batch fits
+        with autocast(run):
+            valid = evaluate_prepared(model, run.valid, run.segment_frames, training.eval_overlap, batch_size)
     metrics = EpochMetrics(
         epoch=progress.epoch + 1,
         train_loss=train_loss,
@@ -228,7 +247,7 @@ def _train_epoch(
     for batch in range(run.steps_per_epoch):
         x, targets = training_batch(run, progress, clips, starts, batch)
         lr = run.schedule.lr(progress.epoch * run.steps_per_epoch + batch, progress.plateau.scale)
-        loss, logits = _step(model, optimizer, x, targets, lr, run.config.optimizer.l1, weights)
+        loss, logits = _step(run, model, optimizer, x, targets, lr, weights)
         loss_sum += loss * len(x)
         correct += (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
         seen += len(x)
@@ -236,12 +255,13 @@ def _train_epoch(
 
 
 def epoch_crops(run: Run, progress: Progress) -> tuple[torch.Tensor, torch.Tensor]:
-    """The epoch's shuffled random crops of the training clips, (row, start frame) on the device."""
+    """The epoch's shuffled random crops of the training clips, (row, start frame) beside them."""
     training = run.config.training
     clips, starts = random_crops(
         run.train.lengths, run.segment_frames, training.segments_per_clip, progress.generator, run.train.variants
     )
-    return clips.to(run.device), starts.to(run.device)
+    home = run.train.frames.device
+    return to_device(clips, home), to_device(starts, home)
 
 
 def training_batch(
@@ -251,25 +271,27 @@ def training_batch(
     size = run.config.training.batch_size
     chosen = slice(batch * size, (batch + 1) * size)
     x = gather(run.train, clips[chosen], starts[chosen], run.segment_frames)
-    labels = run.train.labels[clips[chosen]]
+    labels = to_device(run.train.labels[clips[chosen]], run.device)
     targets = F.one_hot(labels, num_classes=run.n_classes).float()
     return augment_batch(x, targets, run.config.augment, run.gain_per_db, progress.generator, progress.rng)
 
 
 def _step(
+    run: Run,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     targets: torch.Tensor,
     lr: float,
-    l1: float,
     weights: list[nn.Parameter],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step at rate `lr`; returns the data loss and the logits, detached."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    logits = model(x)
+    with autocast(run):  # the forward pass only: backward follows the forward's precisions by itself
+        logits = model(x)
     loss = F.cross_entropy(logits.float(), targets)  # soft targets: mixup needs them
+    l1 = run.config.optimizer.l1
     total = loss + l1 * l1_penalty(weights) if l1 > 0 else loss
     optimizer.zero_grad(set_to_none=True)
     total.backward()
