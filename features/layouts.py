@@ -123,7 +123,7 @@ def _class_folders(root: Path, options: DataOptions) -> tuple[Dataset, bool | No
             f"--data {root}: no split lists and no class sub-folders of audio files "
             "(expected <class>/<file>.wav folders, split lists, or a manifest .csv file)"
         )
-    if _is_gtzan(set(files)):
+    if _is_gtzan(files):
         _refuse_options_of_other_layouts(options, PROJECT_LISTS, root)
         return load_dataset(root, PROJECT_SPLITS_DIR), None
     _refuse_options_of_other_layouts(options, MADE_SPLIT, root)
@@ -140,10 +140,15 @@ def _settings(source: dict[str, Any]) -> dict[str, Any]:
     return {**source["split"], "fractions": tuple(source["split"]["fractions"])}
 
 
-def _is_gtzan(classes: set[str]) -> bool:
-    """GTZAN as many keep it: its genre folders, with at least the project's lists' 8 genres."""
-    listed = (PROJECT_SPLITS_DIR / SPLIT_FILES["train"]).read_text().split()
-    return {name.split("/")[0] for name in listed} <= classes <= set(GTZAN_GENRES)
+def _is_gtzan(files: dict[str, list[str]]) -> bool:
+    """GTZAN as many keep it: its genre folders (at least the project's lists' 8 genres), holding
+    most of the clips those lists name. Other files in genre folders (a copy of the synthetic set,
+    another collection) get a split of their own instead of lists that name files they lack."""
+    listed = [name for split in SPLIT_NAMES for name in (PROJECT_SPLITS_DIR / SPLIT_FILES[split]).read_text().split()]
+    if not {name.split("/")[0] for name in listed} <= set(files) <= set(GTZAN_GENRES):
+        return False
+    present = {f"{genre}/{Path(name).stem}" for genre, names in files.items() for name in names}
+    return sum(str(Path(name).with_suffix("")) in present for name in listed) >= len(listed) / 2
 
 
 def _refuse_options_of_other_layouts(options: DataOptions, layout: str, data: Path) -> None:
