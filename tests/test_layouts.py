@@ -151,6 +151,15 @@ def test_gtzan_genre_folders_without_lists_get_the_project_split(tmp_path: Path,
     assert open_dataset(root).source["layout"] == "made split"
 
 
+def test_genre_named_folders_with_a_made_split_are_not_compared_with_the_homework(tmp_path: Path) -> None:
+    from reporting.baselines import homework_baseline, homework_genres
+
+    make_class_folders(tmp_path / "copy", homework_genres(), per_class=5, seconds=0.1)  # not GTZAN's files
+    dataset = open_dataset(tmp_path / "copy")
+    assert dataset.source["layout"] == "made split" and dataset.classes == homework_genres()
+    assert homework_baseline(dataset.describe()) is None
+
+
 def test_an_experiment_reopens_its_made_split(folders: Path) -> None:
     dataset = open_dataset(folders, DataOptions(split="0.4,0.3,0.3", split_seed=5))
     described = dataset.describe()
