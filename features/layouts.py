@@ -36,6 +36,12 @@ GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "met
 # The command-line options that only some layouts use: given for another layout, they are refused.
 OPTION_LAYOUTS = {"split": MADE_SPLIT, "split_seed": MADE_SPLIT, "group": MADE_SPLIT}
 OPTION_LAYOUTS |= {"test_fold": MANIFEST, "valid_fold": MANIFEST, "audio_dir": MANIFEST}
+LAYOUT_NAMES = {
+    LISTS_AT_ROOT: "a folder with split lists",
+    PROJECT_LISTS: "GTZAN's genre folders (the project's split lists)",
+    MADE_SPLIT: "class folders without split lists",
+    MANIFEST: "a manifest",
+}
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,15 @@ def open_dataset(data: str | Path | None, options: DataOptions = DataOptions()) 
 def open_recorded(described: dict[str, Any]) -> Dataset:
     """The dataset as an experiment recorded it (`Dataset.describe()`): same layout, same split."""
     source = described.get("source") or {}
-    layout = source.get("layout")
+    layout, made_now = source.get("layout"), None
     if layout == MANIFEST:
         folds = FoldChoice(**source["folds"]) if source.get("folds") else FoldChoice()
         dataset = load_manifest(Path(source["manifest"]), Path(source["audio_dir"]), folds)
     elif layout == MADE_SPLIT:
-        dataset, _ = _made_split(Path(described["root"]), SplitSettings(**_settings(source)))
+        dataset, made_now = _made_split(Path(described["root"]), SplitSettings(**_settings(source)))
     else:
         dataset = load_dataset(described["root"])
-    announce(dataset)
+    announce(dataset, made_now)
     return dataset
 
 
@@ -155,4 +161,5 @@ def _refuse_options_of_other_layouts(options: DataOptions, layout: str, data: Pa
     for option, used_by in OPTION_LAYOUTS.items():
         if getattr(options, option) is not None and used_by != layout:
             flag, value = "--" + option.replace("_", "-"), getattr(options, option)
-            raise UserError(f"{flag}: {value!r} applies to {used_by}s only, and {data} is read as {layout}")
+            why = f"applies only to {LAYOUT_NAMES[used_by]}, and {data} is {LAYOUT_NAMES[layout]}"
+            raise UserError(f"{flag}: {value!r} {why}")

@@ -332,8 +332,14 @@ def test_search_refuses_short_clips_before_building_anything(folders: Path, tmp_
             DataOptions(split="0.98,0.01,0.01"),
             "--split: cannot make a stratified 0.98/0.01/0.01 split (seed 0) of 30 clips: ",
         ),
-        (DataOptions(test_fold=2), "--test-fold: 2 applies to manifests only, and {data} is read as made split"),
-        (DataOptions(audio_dir="x"), "--audio-dir: 'x' applies to manifests only, and {data} is read as made split"),
+        (
+            DataOptions(test_fold=2),
+            "--test-fold: 2 applies only to a manifest, and {data} is class folders without split lists",
+        ),
+        (
+            DataOptions(audio_dir="x"),
+            "--audio-dir: 'x' applies only to a manifest, and {data} is class folders without split lists",
+        ),
     ],
 )
 def test_bad_split_options(folders: Path, options: DataOptions, message: str) -> None:
@@ -351,7 +357,8 @@ def test_folder_without_classes_or_lists(tmp_path: Path) -> None:
 
 def test_split_options_refused_for_data_with_split_lists(tiny_root: Path) -> None:
     with pytest.raises(
-        UserError, match=r"^--split: '0.5,0.25,0.25' applies to made splits only, and .* is read as split lists$"
+        UserError,
+        match=r"^--split: '0.5,0.25,0.25' applies only to class folders without split lists, and .* is a folder with",
     ):
         open_dataset(tiny_root, DataOptions(split="0.5,0.25,0.25"))
 
@@ -424,7 +431,7 @@ def test_bad_manifest_rows(tmp_path: Path, change, message: str) -> None:
         (DataOptions(test_fold=2, valid_fold=2), "--valid-fold: 2 is also the test fold: choose another"),
         (
             DataOptions(split="0.5,0.25,0.25"),
-            "--split: '0.5,0.25,0.25' applies to made splits only, and {m} is read as manifest",
+            "--split: '0.5,0.25,0.25' applies only to class folders without split lists, and {m} is a manifest",
         ),
     ],
 )
