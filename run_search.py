@@ -7,6 +7,7 @@ space file's architectures, optimizers and schedules. Results go to `<storage>/<
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> SearchRequest:
     )
     add_data_options(parser)
     args = vars(parser.parse_args(argv))
-    data_options = DataOptions(**{key: args.pop(key) for key in DataOptions.__dataclass_fields__})
+    data_options = DataOptions(**{field.name: args.pop(field.name) for field in dataclasses.fields(DataOptions)})
     return SearchRequest(**args, data_options=data_options)
 
 
