@@ -7,10 +7,12 @@ space file's architectures, optimizers and schedules. Results go to `<storage>/<
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
 from common.errors import exit_on_user_error
+from features.layouts import DataOptions
 from search.runner import SearchRequest, build_space_stores, run_search
 
 # The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
@@ -20,7 +22,9 @@ STOPPED_EXIT_CODE = 130
 def parse_args(argv: list[str] | None = None) -> SearchRequest:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--space", help="space file: a path, or a name in spaces/ (e.g. cnn2d.yaml)")
-    parser.add_argument("--data", help="dataset root (default: $GTZAN_DIR, ~/gtzan, else the synthetic set)")
+    parser.add_argument(
+        "--data", help="dataset folder or manifest .csv (default: $GTZAN_DIR, ~/gtzan, else the synthetic set)"
+    )
     parser.add_argument("--num-samples", type=int, help="trials to run (overrides search.num_samples)")
     parser.add_argument("--max-epochs", type=int, help="epoch limit per trial (overrides search.max_epochs)")
     parser.add_argument("--name", help="experiment name (default: the space's name and a timestamp)")
@@ -34,7 +38,21 @@ def parse_args(argv: list[str] | None = None) -> SearchRequest:
         action="store_true",
         help="build (or reuse) the feature stores of --space for --data, print their paths and exit",
     )
-    return SearchRequest(**vars(parser.parse_args(argv)))
+    add_data_options(parser)
+    args = vars(parser.parse_args(argv))
+    data_options = DataOptions(**{field.name: args.pop(field.name) for field in dataclasses.fields(DataOptions)})
+    return SearchRequest(**args, data_options=data_options)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """How to split --data that has no split of its own (recorded in the experiment)."""
+    group = parser.add_argument_group("data without a split of its own")
+    group.add_argument("--split", help="class folders: train,valid,test fractions (default 0.6,0.2,0.2)")
+    group.add_argument("--split-seed", type=int, help="class folders: the split's seed (default 0)")
+    group.add_argument("--group", help="class folders: regex over file names; a match's files stay in one split")
+    group.add_argument("--test-fold", type=int, help="manifest with folds: the test fold (default: the last)")
+    group.add_argument("--valid-fold", type=int, help="manifest with folds: the valid fold (default: the one before)")
+    group.add_argument("--audio-dir", help="manifest: the folder its paths are relative to (default: its own)")
 
 
 @exit_on_user_error

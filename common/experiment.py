@@ -68,6 +68,7 @@ class RecordedDataset:
 
     root: Path
     fingerprint: str
+    described: dict[str, Any]  # all that was recorded, how its split came about included
 
 
 def is_uri(storage: str) -> bool:
@@ -151,7 +152,7 @@ def recorded_dataset(local_dir: Path) -> RecordedDataset:
     dataset = read_metadata(local_dir).get("dataset") or {}
     if not dataset.get("root") or not dataset.get("fingerprint"):
         raise UserError(f"{Path(local_dir) / METADATA_FILE}: dataset.root and dataset.fingerprint are not recorded")
-    return RecordedDataset(Path(dataset["root"]), dataset["fingerprint"])
+    return RecordedDataset(Path(dataset["root"]), dataset["fingerprint"], dataset)
 
 
 def start_run(local_dir: Path) -> int:

@@ -1,7 +1,10 @@
-"""The dataset layout: `<root>/<genre>/<genre>.NNNNN.wav` (or `.au`) with split lists at the root.
+"""A dataset: its classes and its clips, split into train, valid and test.
 
-Real GTZAN and the built-in synthetic set share this layout. Classes come from the split lists'
-folder names, sorted, so any dataset in this layout works; nothing here knows the genres.
+Split lists (`<root>/<genre>/<genre>.NNNNN.wav` listed in train/valid/test_filtered.txt) are read
+here: real GTZAN and the built-in synthetic set have them, and a split made for a folder without
+them is written as such lists (features.split_maker). A manifest builds its `Dataset` from its rows
+(features.manifest). Which applies to a folder or file is decided in features.layouts. Classes come
+from the lists' folder names, sorted; nothing here knows the genres.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common.errors import UserError
 
@@ -22,6 +26,8 @@ SPLIT_FILES = {split: f"{split}_filtered.txt" for split in SPLIT_NAMES}
 PROJECT_SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 AUDIO_FALLBACK_SUFFIXES = (".au",)  # GTZAN's original format; a listed .wav may exist only as .au
+# features.layouts' names for where a dataset's split came from, as experiment.json records them.
+LISTS_AT_ROOT, PROJECT_LISTS, MADE_SPLIT, MANIFEST = "split lists", "project lists", "made split", "manifest"
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,11 @@ class Dataset:
     root: Path
     classes: tuple[str, ...]
     splits: dict[str, tuple[Clip, ...]]
-    split_lists: Path  # the folder the split lists came from
+    split_lists: Path | None  # the folder the split lists came from (None: a manifest)
     missing: tuple[str, ...]  # listed clips not found on disk, left out
+    # How the split was obtained (features.layouts): recorded, so a report or resume reopens the same.
+    source: dict[str, Any] = field(default_factory=dict)
+    manifest: Path | None = None  # the manifest file the clips and split came from
 
     @property
     def synthetic(self) -> bool:
@@ -47,10 +56,15 @@ class Dataset:
         return [clip for split in SPLIT_NAMES for clip in self.splits[split]]
 
     def fingerprint(self) -> str:
-        """Changes when any split list or listed file changes (path, size, modification time)."""
+        """Changes when any split list (or the manifest and its fold choice) or listed file changes
+        (path, size, modification time)."""
         digest = hashlib.sha256()
-        for split in SPLIT_NAMES:
-            digest.update((self.split_lists / SPLIT_FILES[split]).read_bytes())
+        if self.manifest is not None:
+            digest.update(self.manifest.read_bytes())
+            digest.update(json.dumps(self.source.get("folds"), sort_keys=True).encode())
+        else:
+            for split in SPLIT_NAMES:
+                digest.update((self.split_lists / SPLIT_FILES[split]).read_bytes())
         for clip in self.all_clips():
             stat = clip.path.stat()
             digest.update(f"{clip.path.relative_to(self.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -62,7 +76,8 @@ class Dataset:
             "root": str(self.root),
             "synthetic": self.synthetic,
             "fingerprint": self.fingerprint(),
-            "split_lists": str(self.split_lists),
+            "split_lists": str(self.split_lists) if self.split_lists else None,
+            "source": self.source,
             "classes": list(self.classes),
             "counts": {split: len(self.splits[split]) for split in SPLIT_NAMES},
             "generator": self.generator_settings(),
@@ -73,13 +88,14 @@ class Dataset:
         return json.loads(marker.read_text()) if marker.is_file() else None
 
 
-def load_dataset(root: str | Path) -> Dataset:
-    """Parse the split lists and resolve every listed clip; bad input raises `UserError`."""
+def load_dataset(root: str | Path, split_lists: Path | None = None, source: dict[str, Any] | None = None) -> Dataset:
+    """Parse the split lists (in `split_lists`, else at the root, else the project's) and resolve
+    every listed clip; bad input raises `UserError`."""
     root = Path(root).expanduser().resolve()
     expected = "a folder with <genre>/<genre>.NNNNN.wav files and train/valid/test_filtered.txt"
     if not root.is_dir():
         raise UserError(f"data root {root} does not exist or is not a folder (expected {expected})")
-    split_lists = _split_lists_folder(root)
+    split_lists = split_lists or _split_lists_folder(root)
     listed = {split: _read_split_list(split_lists / SPLIT_FILES[split]) for split in SPLIT_NAMES}
     classes = tuple(sorted({name.split("/")[0] for names in listed.values() for name in names}))
     splits: dict[str, tuple[Clip, ...]] = {}
@@ -100,7 +116,8 @@ def load_dataset(root: str | Path) -> Dataset:
     for split, clips in splits.items():
         if not clips:
             raise UserError(f"split {split} of {root} is empty: none of its listed clips exist")
-    return Dataset(root, classes, splits, split_lists, tuple(missing))
+    source = source or {"layout": PROJECT_LISTS if split_lists == PROJECT_SPLITS_DIR else LISTS_AT_ROOT}
+    return Dataset(root, classes, splits, split_lists, tuple(missing), source)
 
 
 def _split_lists_folder(root: Path) -> Path:

@@ -65,8 +65,9 @@ def _acquire_lock(root: Path) -> FileLock:
     return lock
 
 
-def default_stores_dir(data_root: Path) -> Path:
-    """One stores folder per dataset root, so two datasets never rebuild each other's stores."""
+def default_stores_dir(data_root: Path, variant: str = "") -> Path:
+    """One stores folder per dataset root and split (`variant`: features.layouts.stores_variant),
+    so two datasets, or two splits of one folder, never rebuild each other's stores."""
     resolved = Path(data_root).expanduser().resolve()
-    tag = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    tag = hashlib.sha256(f"{resolved}{variant}".encode()).hexdigest()[:8]
     return cache_dir() / "stores" / f"{resolved.name}-{tag}"

@@ -16,8 +16,8 @@ from tqdm import tqdm
 import models
 from common.errors import UserError
 from common.experiment import METADATA_FILE
-from features.dataset import load_dataset
 from features.extract import build_stores
+from features.layouts import open_recorded
 from features.settings import FeatureSetting
 from features.store import DamagedStoreError, FeatureStore, FitData, SplitArrays, concat_splits
 from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
@@ -67,7 +67,7 @@ def open_store(folder: Path, metadata: dict[str, Any], setting: FeatureSetting) 
         root = metadata["dataset"]["root"]
         log.warning("store %s %s: rebuilding it from %s", path, problem, root)
         path.unlink(missing_ok=True)
-        build_stores(load_dataset(root), [setting], path.parent)
+        build_stores(open_recorded(metadata["dataset"]), [setting], path.parent)
     return FeatureStore(path)
 
 

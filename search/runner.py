@@ -22,17 +22,20 @@ from ray.tune.search.optuna import OptunaSearch
 
 from common import experiment as experiments
 from common.errors import UserError
-from features.dataset import Dataset, load_dataset
+from features.dataset import Dataset
+from features.durations import check_segment_seconds
 from features.extract import build_stores
-from features.locate import default_stores_dir, resolve_data_root
+from features.layouts import DataOptions, open_dataset, open_recorded, stores_variant
+from features.locate import default_stores_dir
 from features.settings import FeatureSetting
 from features.store import FeatureStore
 from models.plugins import load_recorded
 from search.leaderboard import summarize
 from search.progress import SearchProgress
 from search.ray_session import start_ray
-from search.space import Space, load_space
+from search.space import Distribution, Space, load_space
 from search.trainable import train_trial
+from training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class SearchRequest:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     build_stores_only: bool = False
+    data_options: DataOptions = DataOptions()  # how to split data without a split of its own
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ class ResumableOptunaSearch(OptunaSearch):
 def run_search(request: SearchRequest) -> SearchOutcome:
     """Run (or resume) a search to its end or to Ctrl-C."""
     experiment, space, dataset = _resumed(request) if request.resume else _new(request)
-    stores = build_stores(dataset, space.feature_settings(), default_stores_dir(dataset.root))
+    stores = build_stores(dataset, space.feature_settings(), _stores_dir(dataset))
     restore = request.resume and experiments.has_run_state(experiment)
     if request.resume and not restore:
         _start_again(experiment)
@@ -132,8 +136,8 @@ def build_space_stores(request: SearchRequest) -> dict[FeatureSetting, Path]:
     if not request.space:
         raise UserError("--space is required (a path, or a file name in spaces/)")
     space = load_space(request.space)
-    dataset = load_dataset(resolve_data_root(request.data))
-    return build_stores(dataset, space.feature_settings(), default_stores_dir(dataset.root))
+    dataset = open_dataset(request.data, request.data_options)
+    return build_stores(dataset, space.feature_settings(), _stores_dir(dataset))
 
 
 def resume_command(experiment: experiments.Experiment) -> str:
@@ -151,13 +155,27 @@ def _new(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset
         gpus_per_trial=request.gpus_per_trial,
     )
     experiment = experiments.locate(request.storage, request.name, resume=False, space_path=space.path)
-    return experiment, space, load_dataset(resolve_data_root(request.data))
+    dataset = open_dataset(request.data, request.data_options)
+    check_segment_seconds(dataset, _segment_seconds(space))
+    return experiment, space, dataset
+
+
+def _segment_seconds(space: Space) -> list[float]:
+    """Every segment length a trial can get (both ends of a range)."""
+    value = space.sections["training"].values.get("segment_seconds", TrainingConfig.segment_seconds)
+    return [float(v) for v in value.candidates()] if isinstance(value, Distribution) else [float(value)]
+
+
+def _stores_dir(dataset: Dataset) -> Path:
+    return default_stores_dir(dataset.root, stores_variant(dataset))
 
 
 def _resumed(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset]:
     """A resumed search runs the space, search settings, plugin files and dataset it started with,
     not a file edited since nor whatever data is the default now."""
     experiment = experiments.locate(request.storage, request.name, resume=True)
+    if request.data_options != DataOptions():
+        raise UserError("the split is recorded in the experiment: resume without --split, --group or fold options")
     metadata = experiments.read_metadata(experiment.local_dir)
     load_recorded(metadata.get("plugins") or [], str(experiment.local_dir / experiments.METADATA_FILE))
     # The copy's plugin paths are relative to the original space file's folder.
@@ -168,12 +186,13 @@ def _resumed(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dat
 
 def _recorded_dataset(experiment: experiments.Experiment, data: str | None) -> Dataset:
     recorded = experiments.recorded_dataset(experiment.local_dir)
-    where = f"experiment {experiment.local_dir} ran on {recorded.root}"
-    if data and Path(data).expanduser().resolve() != recorded.root:
+    ran_on = Path(recorded.described.get("source", {}).get("manifest") or recorded.root)
+    where = f"experiment {experiment.local_dir} ran on {ran_on}"
+    if data and Path(data).expanduser().resolve() != ran_on:
         raise UserError(f"--data {data} is not the data the search ran on: {where} (resume without --data)")
-    if not recorded.root.is_dir():
+    if not ran_on.exists():
         raise UserError(f"{where}, which is gone: put the data back there to resume")
-    dataset = load_dataset(recorded.root)
+    dataset = open_recorded(recorded.described)
     now = dataset.fingerprint()
     if now != recorded.fingerprint:
         raise UserError(

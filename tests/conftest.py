@@ -1,23 +1,28 @@
-"""Tiny datasets in GTZAN's layout, made by the tests themselves (no GTZAN on any machine here)."""
+"""Tiny datasets made by the tests themselves (no GTZAN on any machine here): GTZAN's layout with
+split lists, class folders without them, and manifests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile
 
 RATE = 22050
 
 
-def write_tone_clip(path: Path, seconds: float, pitch_hz: float, seed: int, rate: int = RATE) -> None:
-    """A noisy tone: cheap audio whose spectrum depends on its class."""
+def write_tone_clip(
+    path: Path, seconds: float, pitch_hz: float, seed: int, rate: int = RATE, channels: int = 1, subtype: str = "PCM_16"
+) -> None:
+    """A noisy tone: cheap audio whose spectrum depends on its class (format from the suffix)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
     audio = 0.4 * np.sin(2 * np.pi * pitch_hz * t) + 0.05 * rng.standard_normal(t.size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, audio.astype(np.float32), rate, subtype="PCM_16")
+    frames = np.repeat(audio[:, None], channels, axis=1) if channels > 1 else audio
+    soundfile.write(path, frames.astype(np.float32), rate, subtype=subtype)
 
 
 def make_layout(
@@ -48,3 +53,30 @@ def tiny_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     make_layout(root)
     return root
+
+
+def make_class_folders(
+    root: Path,
+    classes: tuple[str, ...] = ("bird", "cat", "dog"),
+    per_class: int = 10,
+    seconds: float = 1.0,
+    name: str = "{label}.{index:03d}.wav",
+) -> dict[str, list[str]]:
+    """Class sub-folders of audio, no split lists; `name` is formatted with the class (`label`),
+    the clip's number within it (`index`) and overall (`number`). Returns each class's file names."""
+    files: dict[str, list[str]] = {}
+    number = 0
+    for label_index, label in enumerate(classes):
+        for index in range(per_class):
+            file_name = name.format(label=label, index=index, number=number)
+            write_tone_clip(root / label / file_name, seconds, 220.0 * (label_index + 1), seed=number)
+            files.setdefault(label, []).append(file_name)
+            number += 1
+    return files
+
+
+def make_manifest(path: Path, rows: list[dict[str, object]]) -> Path:
+    """A CSV manifest of `rows` (column name -> value), written with pandas."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
