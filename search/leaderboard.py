@@ -15,18 +15,28 @@ from training.config import trial_config
 
 
 def trial_records(results: Any) -> list[TrialRecord]:
-    """Ray's ResultGrid as plain records. A trial that never reported has no config in Ray's
-    result (Ray keeps it in its last result): None."""
+    """Ray's ResultGrid as plain records."""
     return [
         TrialRecord(
             name=Path(result.path).name,
             path=result.path,
-            config=result.config,
+            config=result.config or _saved_config(result),
             history=epoch_history(result.metrics_dataframe),
             errored=result.error is not None,
         )
         for result in results
     ]
+
+
+def _saved_config(result: Any) -> dict[str, Any] | None:
+    """The config Ray saved in the trial's folder when it started (`params.json`); None when the
+    trial never started. Ray keeps a result's config in the trial's last result, which a resumed
+    search can hold without it (a trial restored from a snapshot taken before its first report)."""
+    try:
+        with result.filesystem.open_input_stream(f"{result.path}/params.json") as stream:
+            return json.loads(stream.read())
+    except FileNotFoundError:
+        return None
 
 
 def summarize(results: Any, local_dir: Path, max_epochs: int) -> pd.DataFrame:

@@ -3,6 +3,7 @@ split lists, class folders without them, and manifests."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,17 @@ import pytest
 import soundfile
 
 RATE = 22050
+
+
+@pytest.fixture(autouse=True)
+def one_ray_token_and_no_ray_left(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test's Ray uses one token file for the whole session (a process keeps the first token
+    it reads, so a later test's own file would not match its new Ray's), and a test that started Ray
+    in this process leaves none running for the next (whose `ray.init` would fail)."""
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path_factory.getbasetemp() / "ray-auth-token"))
+    yield
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
 
 
 def write_tone_clip(

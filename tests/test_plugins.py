@@ -259,7 +259,6 @@ def test_plugin_model_searched_reported_and_predicted(tmp_path: Path, monkeypatc
     space = write_space(tmp_path, PLUGIN + logging, name)
     env = {**os.environ, "GENRE_SEARCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     monkeypatch.setenv("GENRE_SEARCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "ray-auth-token"))
     try:
         outcome = run_search(SearchRequest(space=str(space), data=str(data), storage=str(tmp_path), name="mine"))
     finally:

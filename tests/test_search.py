@@ -66,8 +66,6 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENRE_SEARCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    # The tests' own Ray token (one for the whole session: Ray keeps the first it reads).
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path_factory.getbasetemp() / "ray-auth-token"))
 
 
 @pytest.mark.parametrize("path", sorted(SPACES_DIR.glob("*.yaml")), ids=lambda p: p.name)
@@ -378,3 +376,22 @@ def _listening_addresses() -> list[str]:
 def _is_loopback(address: str) -> bool:
     ip = ipaddress.ip_address(address.split()[0])
     return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+def test_leaderboard_takes_a_config_ray_lost_from_the_trial_folder(tmp_path: Path) -> None:
+    """A resumed search can hold a trial whose last result has no config: its folder's params.json has it."""
+    import pyarrow.fs
+
+    from search.leaderboard import trial_records
+
+    config = {"model": {"arch": "cnn1d"}, "model.arch": "cnn1d"}
+    (tmp_path / "with").mkdir()
+    (tmp_path / "with" / "params.json").write_text(json.dumps(config))
+    (tmp_path / "never-started").mkdir()
+    fs = pyarrow.fs.LocalFileSystem()
+    results = [
+        SimpleNamespace(path=str(tmp_path / name), config=None, filesystem=fs, metrics_dataframe=None, error=None)
+        for name in ("with", "never-started")
+    ]
+    records = trial_records(results)
+    assert [record.config for record in records] == [config, None]
