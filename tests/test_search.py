@@ -136,6 +136,9 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
         return original(self, split)
 
     monkeypatch.setattr(FeatureStore, "load_split", recording)
+    # Another Ray started on this machine (`ray start`): a search without --address starts its own.
+    monkeypatch.setattr("ray._private.services.find_bootstrap_address", lambda *args: "127.0.0.1:9")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     space = tiny_space(tmp_path, num_samples=6, max_epochs=4)
     try:
         outcome = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="e2e"))
