@@ -54,7 +54,7 @@ def evaluate_clips(
 def evaluate_prepared(
     model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int
 ) -> ClipEvaluation:
-    """`evaluate_clips` on a split already normalised on the device (what `fit()` keeps)."""
+    """`evaluate_clips` on a split already prepared for batches (what `fit()` keeps)."""
     log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size)
     return summarise(log_probs, clips, split.labels.cpu(), len(split))
 
@@ -62,8 +62,8 @@ def evaluate_prepared(
 def predict_clips(
     model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int = 64
 ) -> np.ndarray:
-    """(clips, classes) probabilities of the clips of `split`, normalised on the device, whose
-    labels are not read: what prediction uses on audio of unknown genre."""
+    """(clips, classes) probabilities of the clips of `split` (prepared for batches), whose labels
+    are not read: what prediction uses on audio of unknown genre."""
     log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size)
     return clip_probabilities(log_probs, clips, len(split)).numpy()
 
