@@ -52,7 +52,7 @@ from features.settings import FeatureSetting
 from features.store import FeatureStore, FitData, SplitArrays, TrainCopies
 from features.synth import GENRES, generate_dataset
 from training import TrialConfig, fit
-from training.segments import DeviceSplit, normalised_split, with_copies
+from training.segments import DeviceSplit, gather, normalised_split, prepare_train, random_crops, with_copies
 
 LOOP = importlib.import_module("training.fit")  # the module: `training.fit` is the function
 
@@ -61,9 +61,9 @@ SETTING = FeatureSetting(kind="mel", hop_length=512, n_bins=128)
 MIB = 2**20
 CONFIG = {  # a small 2D CNN, one torch thread per trial as a search gives it
     "features": SETTING.to_dict(),
-    "model": {"arch": "cnn2d", "params": {"depth": 3, "channels": 8}},
+    "model": {"arch": "cnn2d", "params": {"depth": 2, "channels": 8}},
     "optimizer": {"name": "adam", "lr": 0.001},
-    "training": {"segment_seconds": 3.0, "segments_per_clip": 4, "batch_size": 32, "eval_overlap": 0.0, "seed": 0},
+    "training": {"segment_seconds": 1.0, "segments_per_clip": 2, "batch_size": 32, "eval_overlap": 0.0, "seed": 0},
 }
 
 
@@ -180,8 +180,22 @@ def trial(boxed: list[ray.ObjectRef], epochs: int, approach: str) -> dict[str, A
 
 def object_store_mib() -> float:
     """Bytes in this node's object store (Ray's memory summary), MiB."""
-    found = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(stats_only=True))
+    summary = memory_summary(ray.get_runtime_context().gcs_address, stats_only=True)
+    found = re.search(r"Plasma memory usage (\d+) MiB", summary)
     return float(found.group(1)) if found else float("nan")
+
+
+def start_own_ray(attempts: int = 3) -> None:
+    """A Ray of its own ("local"), never one found running on the machine (another user's). On a
+    loaded machine its node can miss Ray's fixed 30 s to register: then it is started again."""
+    for attempt in range(attempts):
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+            return
+        except Exception as err:
+            ray.shutdown()
+            if "timed out during startup" not in str(err) or attempt == attempts - 1:
+                raise
 
 
 def driver(store: Path, runs: list[tuple[str, int]], concurrent: bool) -> dict[str, Any]:
@@ -189,7 +203,7 @@ def driver(store: Path, runs: list[tuple[str, int]], concurrent: bool) -> dict[s
     (`runs`: approach and epochs of each) all at once or one after another; its own peak memory
     and the object store's use come back with the trials' results."""
     with sampled_peak() as peak:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_own_ray()
         try:
             data = FeatureStore(store).load_fit_data()
             clips = len(data.train) + len(data.valid)
@@ -197,11 +211,12 @@ def driver(store: Path, runs: list[tuple[str, int]], concurrent: bool) -> dict[s
             boxed = [ray.put(data)]
             del data  # as the search does: only the object store keeps it
             stored = object_store_mib()
-            results = []
             if concurrent:
                 results = ray.get([trial.remote(boxed, epochs, approach) for approach, epochs in runs])
             else:
                 results = [ray.get(trial.remote(boxed, epochs, approach)) for approach, epochs in runs]
+        except ray.exceptions.RayError as err:  # Ray's task errors do not pickle back to the caller
+            raise RuntimeError(str(err)) from None
         finally:
             ray.shutdown()
     return {
@@ -218,6 +233,29 @@ def in_fresh_process(function, *args) -> Any:
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn, max_tasks_per_child=1) as pool:
         return pool.submit(function, *args).result()
+
+
+def gather_seconds(store: Path, repeats: int = 5) -> dict[str, float]:
+    """The batch gathering alone (no model): seconds to gather every batch of one epoch's crops
+    from the train split prepared today's way and the new way, the fastest of `repeats`
+    alternating runs of each, in this process, one thread."""
+    torch.set_num_threads(1)
+    data, config = FeatureStore(store).load_fit_data(), TrialConfig.from_dict(CONFIG)
+    frames, size, cpu = config.segment_frames, config.training.batch_size, torch.device("cpu")
+    splits = {
+        "today": today_prepare_train(data.train, data.train_copies, data.mean, data.std, cpu, frames),
+        "new": prepare_train(data.train, data.train_copies, data.mean, data.std, cpu, frames),
+    }
+    per_clip = config.training.segments_per_clip
+    clips, starts = random_crops(splits["new"].lengths, frames, per_clip, torch.Generator().manual_seed(0))
+    best = {approach: float("inf") for approach in splits}
+    for _ in range(repeats):
+        for approach, split in splits.items():
+            started = time.perf_counter()
+            for first in range(0, len(clips) - size + 1, size):
+                gather(split, clips[first : first + size], starts[first : first + size], frames)
+            best[approach] = min(best[approach], time.perf_counter() - started)
+    return best
 
 
 # --- the report -------------------------------------------------------------------------------------
@@ -238,7 +276,7 @@ def compare_today(store: Path, epochs: int, rounds: int) -> dict[str, dict[str, 
     return summary
 
 
-def print_comparison(summary: dict[str, dict[str, Any]]) -> None:
+def print_comparison(summary: dict[str, dict[str, Any]], gathering: dict[str, float]) -> None:
     today, new = summary["today"], summary["new"]
     print("\n(a) 1x set, one trial at a time: today's preparation against the new one")
     print(f"{'':24} {'today':>10} {'new':>10} {'new/today':>10}")
@@ -249,7 +287,10 @@ def print_comparison(summary: dict[str, dict[str, Any]]) -> None:
     for key in ("rss", "uss", "pss"):
         label = f"trial peak {key.upper()} MiB"
         print(f"{label:24} {today[key]:10.0f} {new[key]:10.0f} {new[key] / today[key]:9.2f}x")
-    print(f"({today['epochs']} and {new['epochs']} epochs)")
+    label = "gathering s/epoch"
+    ratio = gathering["new"] / gathering["today"]
+    print(f"{label:24} {gathering['today']:10.3f} {gathering['new']:10.3f} {ratio:9.2f}x   (batches only, no model)")
+    print(f"(epoch seconds: median of {today['epochs']} and {new['epochs']} epochs, including validation)")
 
 
 def scale_row(scale: float, store: Path) -> dict[str, Any]:
@@ -305,9 +346,11 @@ def main() -> None:
         return
     first = args.scales[0]
     print(f"clips of {args.seconds:g} s; config: {CONFIG}")
-    print_comparison(compare_today(stores[first], args.epochs, args.rounds))
+    print_comparison(compare_today(stores[first], args.epochs, args.rounds), gather_seconds(stores[first]))
     print_scales([scale_row(scale, stores[scale]) for scale in args.scales])
 
 
 if __name__ == "__main__":
-    main()
+    # Run as the importable module, not as `__main__`: the spawned driver process and Ray's
+    # workers find the functions they run by their module's name.
+    importlib.import_module("tests.bench.bench_memory").main()
