@@ -8,9 +8,12 @@ import warnings
 
 import numpy as np
 import pytest
+import ray
 import torch
 
-from features.store import STD_FLOOR, SplitArrays, TrainCopies
+from features.settings import FeatureSetting
+from features.store import STD_FLOOR, FitData, SplitArrays, TrainCopies
+from training import TrialConfig, fit
 from training.segments import (
     eval_segments,
     gather,
@@ -97,3 +100,35 @@ def test_stored_frames_are_used_in_place_read_only_and_never_written(data):
     batch += 1.0  # a batch is the caller's own memory
     np.testing.assert_array_equal(train.features, before[0])
     np.testing.assert_array_equal(copies.arrays.features, before[1])
+
+
+@ray.remote(num_cpus=1, max_calls=1)
+def _trial_on_shared_frames(boxed: list[ray.ObjectRef]) -> dict[str, bool | float]:
+    """What a search trial does with its data (search/trainable.py): `ray.get`, then `fit()`."""
+    data: FitData = ray.get(boxed[0])
+    split = prepare_train(data.train, data.train_copies, data.mean, data.std, CPU, SEGMENT)
+    config = {"features": data.setting.to_dict(), "model": {"arch": "cnn1d", "params": {"depth": 2, "channels": 8}}}
+    config["training"] = {"segment_seconds": SEGMENT / data.setting.frames_per_second, "batch_size": 4, "max_epochs": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's warning about non-writable arrays included
+        history = fit(TrialConfig.from_dict(config), data, device="cpu").history
+    return {
+        "read_only": not data.train.features.flags.writeable and not data.train_copies.arrays.features.flags.writeable,
+        "in_place": split.frames.data_ptr() == data.train.features.ctypes.data
+        and split.copies.data_ptr() == data.train_copies.arrays.features.ctypes.data,
+        "loss": history[-1].train_loss,
+    }
+
+
+@pytest.mark.slow
+def test_a_ray_trial_trains_on_the_object_stores_frames_in_place(data):
+    """In a Ray worker the arrays are read-only views of the node's object store; a trial crops its
+    batches from them where they are, with no copy and no warning."""
+    train, copies, mean, std = data
+    fit_data = FitData(train, train, mean, std, tuple("abcd"), FeatureSetting(n_bins=BINS), copies)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        result = ray.get(_trial_on_shared_frames.remote([ray.put(fit_data)]))
+    finally:
+        ray.shutdown()
+    assert result["read_only"] and result["in_place"] and np.isfinite(result["loss"])

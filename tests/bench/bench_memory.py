@@ -332,7 +332,7 @@ def print_scales(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 4, 10], help="x GTZAN's 730 clips")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run in the comparison (a)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run in the comparison (a)")
     parser.add_argument("--rounds", type=int, default=2, help="today/new pairs in the comparison (a)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of every synthetic clip")
     parser.add_argument("--prepare", action="store_true", help="only generate the sets and build their stores")
