@@ -79,16 +79,21 @@ def segment_log_probs(
     clips, starts = torch.as_tensor(clips_np, device=device), torch.as_tensor(starts_np, device=device)
     was_training = model.training
     model.eval()  # batch-norm running statistics, no dropout
+    log_probs = None
     try:
-        parts = []
         for first in range(0, len(clips), batch_size):
             chosen = slice(first, first + batch_size)
             logits = model(gather(split, clips[chosen], starts[chosen], segment_frames))
-            parts.append(torch.log_softmax(logits.float(), dim=1))
+            if log_probs is None:
+                log_probs = logits.new_empty((len(clips), logits.shape[1]), dtype=torch.float32)
+            # Written into one tensor made once: a small tensor kept per batch would sit between
+            # the batches' freed memory, which the allocator then cannot reuse nor give back
+            # (a trial's memory grew with the number of validation segments, bench_memory.py).
+            log_probs[chosen] = torch.log_softmax(logits.float(), dim=1)
     finally:
         model.train(was_training)
     # Summing on the CPU in float64 keeps the per-clip sums exact enough and deterministic.
-    return torch.cat(parts).cpu().double(), torch.from_numpy(clips_np)
+    return log_probs.cpu().double(), torch.from_numpy(clips_np)
 
 
 def clip_probabilities(log_probs: torch.Tensor, clips: torch.Tensor, n_clips: int) -> torch.Tensor:

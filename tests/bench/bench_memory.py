@@ -1,12 +1,14 @@
 """Memory benchmark: a node holds one copy of each store's train and valid arrays (Ray's object
 store, read zero-copy by every trial), and each trial's own memory does not grow with the dataset.
 
-    python -m tests.bench.bench_memory [--scales 1 4 10] [--epochs 3] [--seconds 10]
+    python -m tests.bench.bench_memory [--scales 1 4 10] [--epochs 2] [--rounds 2] [--seconds 5]
     python -m tests.bench.bench_memory --scales 1 --epochs 1        # a quick dry run
 
 Synthetic sets of 1x, 4x and 10x GTZAN's 730 clips (`features.synth`, 91, 365 and 912 clips per
 genre), built once into the cache with their 128-band log-mel store (hop 512, the homework's
-features), then, side by side in one run:
+features). Their clips last 5 s, not GTZAN's 30 s: generating 10x at 30 s takes about an hour on
+2 shared cores (the data's bytes scale with frames: 30 s clips hold 6x as many). Then, side by
+side in one run:
 
 (a) on the 1x set, today's preparation (the whole train and valid splits normalised into float32
     in every trial, augmented copies concatenated: `today_prepare_*` below, kept here only for the
