@@ -266,8 +266,8 @@ def _crop_stored(
     """Segments of rows `clips` from `frames` as stored, normalised with the same float32 operations
     as `normalised_split` (so to the same values); past a clip's end 0, as its padding there.
 
-    `index_select` of whole frames, then the models' layout while still in 16 bits, then float32:
-    measured faster than today's unfold gather from float32 (tests/bench/bench_memory.py)."""
+    `index_select` of whole frames (contiguous rows of bins), then the models' layout while still
+    in 16 bits (half the bytes to move), then float32 for the batch alone."""
     positions = starts[:, None] + torch.arange(segment_frames)  # (batch, frames) within each clip
     # A short clip's padding reads whatever frame follows it (the last one at the end): zeroed below.
     rows = (split.offsets[clips][:, None] + positions).clamp_max(len(frames) - 1)
