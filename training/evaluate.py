@@ -54,7 +54,7 @@ def evaluate_clips(
 def evaluate_prepared(
     model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int
 ) -> ClipEvaluation:
-    """`evaluate_clips` on a split already normalised on the device (what `fit()` keeps)."""
+    """`evaluate_clips` on a split already prepared for batches (what `fit()` keeps)."""
     log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size)
     return summarise(log_probs, clips, split.labels.cpu(), len(split))
 
@@ -62,8 +62,8 @@ def evaluate_prepared(
 def predict_clips(
     model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int = 64
 ) -> np.ndarray:
-    """(clips, classes) probabilities of the clips of `split`, normalised on the device, whose
-    labels are not read: what prediction uses on audio of unknown genre."""
+    """(clips, classes) probabilities of the clips of `split` (prepared for batches), whose labels
+    are not read: what prediction uses on audio of unknown genre."""
     log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size)
     return clip_probabilities(log_probs, clips, len(split)).numpy()
 
@@ -79,16 +79,21 @@ def segment_log_probs(
     clips, starts = torch.as_tensor(clips_np, device=device), torch.as_tensor(starts_np, device=device)
     was_training = model.training
     model.eval()  # batch-norm running statistics, no dropout
+    log_probs = None
     try:
-        parts = []
         for first in range(0, len(clips), batch_size):
             chosen = slice(first, first + batch_size)
             logits = model(gather(split, clips[chosen], starts[chosen], segment_frames))
-            parts.append(torch.log_softmax(logits.float(), dim=1))
+            if log_probs is None:
+                log_probs = logits.new_empty((len(clips), logits.shape[1]), dtype=torch.float32)
+            # Written into one tensor made once: a small tensor kept per batch would sit between
+            # the batches' freed memory, which the allocator then cannot reuse nor give back
+            # (a trial's memory grew with the number of validation segments, bench_memory.py).
+            log_probs[chosen] = torch.log_softmax(logits.float(), dim=1)
     finally:
         model.train(was_training)
     # Summing on the CPU in float64 keeps the per-clip sums exact enough and deterministic.
-    return torch.cat(parts).cpu().double(), torch.from_numpy(clips_np)
+    return log_probs.cpu().double(), torch.from_numpy(clips_np)
 
 
 def clip_probabilities(log_probs: torch.Tensor, clips: torch.Tensor, n_clips: int) -> torch.Tensor:

@@ -136,8 +136,8 @@ class Run:
 
 
 def _prepare_run(config: TrialConfig, data: FitData, device: torch.device, segment_frames: int, validate: bool) -> Run:
-    """Both splits normalised once and kept for the whole run on the device (or in the host's
-    memory when they do not fit there: `training.segments.data_home`)."""
+    """Both splits ready for batches: normalised once and kept on a GPU when they fit there, else
+    shared as stored and normalised batch by batch (`training.segments.prepare_split`)."""
     training = config.training
     train = prepare_train(data.train, data.train_copies, data.mean, data.std, device, segment_frames)
     valid = prepare_split(data.valid, data.mean, data.std, device, segment_frames) if validate else None

@@ -1,13 +1,20 @@
-"""Fixed-length segments cut from whole clips held on the device: random crops for training,
-overlapping segments covering each clip for evaluation. A batch is one gather by index
-arithmetic (clip index, start frame + arange), with no file reads and no worker processes.
+"""Fixed-length segments cut from whole clips: random crops for training, overlapping segments
+covering each clip for evaluation. A batch is one gather by index arithmetic (clip index, start
+frame + arange), with no file reads and no worker processes.
 
-On a GPU the clips stay in its memory when they fit in `DEVICE_DATA_SHARE` of what is free;
-otherwise they stay in the host's memory, and each batch is gathered there and copied over through
-pinned memory without blocking (`to_device`)."""
+A run's clips live in one of two ways (`prepare_split`):
+- On a GPU, when they fit in `DEVICE_DATA_SHARE` of its free memory, they are normalised to
+  float32 once and stay there for the whole run: a batch is one gather on the GPU.
+- Otherwise, and always on the CPU, the frames stay as they arrived: float16, not normalised, the
+  very arrays the store loaded, or that Ray's object store maps read-only into every trial of a
+  node. A batch's segments are cropped from them, padded, converted to float32 and normalised:
+  only the batch is new memory, so a trial's memory does not grow with the dataset, nor a node's
+  with its trials. On a GPU the batch goes over through pinned memory without blocking (`to_device`).
+"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,17 +29,25 @@ DEVICE_DATA_SHARE = 0.5
 
 @dataclass(frozen=True)
 class DeviceSplit:
-    """A normalised split, its clips' frames one after another (as `SplitArrays` holds them), so
-    a batch is one gather. The frames, offsets and labels live together: on the device batches go
-    to, or in the host's memory when they do not fit there."""
+    """A split's clips, their frames one after another (as `SplitArrays` holds them), so a batch is
+    one gather: normalised once (`stats` None: on a GPU, see `data_home`), or as stored, each batch
+    then normalised with `stats`. The frames, offsets and labels live together: on the device
+    batches go to, or in the host's memory."""
 
-    frames: torch.Tensor  # (frames, bins) float32; a clip shorter than a segment is followed by 0s up to one
-    offsets: torch.Tensor  # (rows,) int64 beside the frames: each row's first frame in `frames`
+    # (frames, bins): float32 normalised, a clip shorter than a segment followed by 0s up to one;
+    # or as stored (float16), each clip only its own frames
+    frames: torch.Tensor
+    offsets: torch.Tensor  # (rows,) int64 beside the frames: each row's first frame in `frames` (or `copies`)
     lengths: np.ndarray  # (rows,) int64 valid frames, on the CPU where segment plans are made
     labels: torch.Tensor  # (rows,) int64 beside the frames
     # Training with augmented copies: row i lists clip i's row and its copies' rows.
     variants: np.ndarray | None = None  # (clips, 1 + copies) int64
     batch_device: torch.device | None = None  # where `gather` delivers batches; None: beside the frames
+    # Frames as stored: each batch's per-bin mean and std (floored), ((bins,), (bins,)) float32.
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    # Frames as stored, with augmented copies: the copies' frames, where rows from `len(self)` on
+    # are, kept apart from the originals' rather than copied next to them.
+    copies: torch.Tensor | None = None
 
     def __len__(self) -> int:
         """Clips, not counting augmented copies."""
@@ -49,8 +64,8 @@ class DeviceSplit:
 
 
 def data_home(device: torch.device, nbytes: int) -> torch.device:
-    """Where `nbytes` of clips for a run on `device` live: on `device` when it is not a GPU or they
-    fit in `DEVICE_DATA_SHARE` of its free memory, else on the host."""
+    """Where `nbytes` of normalised clips for a run on `device` live: on `device` when it is not a
+    GPU or they fit in `DEVICE_DATA_SHARE` of its free memory, else on the host."""
     if device.type != "cuda":
         return device
     free, _ = torch.cuda.mem_get_info(device)
@@ -65,8 +80,17 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
+def shared_tensor(array: np.ndarray) -> torch.Tensor:
+    """`array` as a tensor over the same memory, without copying. Arrays from Ray's object store are
+    read-only (every trial of a node maps the same pages): nothing here writes to the frames, every
+    batch is a new tensor, so torch's warning that writing would be undefined does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(array)
+
+
 def prepared_bytes(split: SplitArrays, min_frames: int) -> int:
-    """Bytes of `split` once prepared: float32 frames, each clip padded to `min_frames`."""
+    """Bytes of `split` once normalised: float32 frames, each clip padded to `min_frames`."""
     return 4 * split.n_bins * int(np.maximum(split.lengths.astype(np.int64), min_frames).sum())
 
 
@@ -78,18 +102,44 @@ def prepare_split(
     min_frames: int,
     home: torch.device | None = None,
 ) -> DeviceSplit:
-    """Normalise `split` per bin with the train statistics and keep it at `home` (default: on
-    `device` when it fits, see `data_home`), delivering batches to `device`.
+    """`split` ready for `gather` to deliver batches of it to `device`, normalised per bin with the
+    train statistics: once and for all when it is kept on a GPU (`home`, default: on `device` when
+    it fits, see `data_home`), else batch by batch from its frames as stored (`stored_split`).
 
-    A clip shorter than `min_frames` (a segment) is followed by padding up to that length, so it
-    can still be cropped. The padding is 0 after normalisation, i.e. the training mean of each
-    bin: a neutral "average frame" whatever the feature kind, rather than raw zeros, which would
-    normalise to -mean/std, a strong artificial pattern (and for dB features not even silence).
+    A clip shorter than `min_frames` (a segment) is padded up to that length, so it can still be
+    cropped. The padding is 0 after normalisation, i.e. the training mean of each bin: a neutral
+    "average frame" whatever the feature kind, rather than raw zeros, which would normalise to
+    -mean/std, a strong artificial pattern (and for dB features not even silence).
     """
     home = data_home(device, prepared_bytes(split, min_frames)) if home is None else home
+    if home.type == "cpu":
+        return stored_split(split, mean, std, device)
+    return normalised_split(split, mean, std, device, min_frames, home)
+
+
+def stored_split(split: SplitArrays, mean: np.ndarray, std: np.ndarray, device: torch.device) -> DeviceSplit:
+    """`split` over its frames as stored, shared, not copied; `gather` crops, pads and normalises
+    each batch, and delivers it to `device`."""
+    return DeviceSplit(
+        frames=shared_tensor(split.features),
+        offsets=torch.from_numpy(split.offsets),
+        lengths=np.asarray(split.lengths, dtype=np.int64),
+        labels=torch.as_tensor(split.labels, dtype=torch.int64),
+        batch_device=device,
+        stats=(
+            torch.as_tensor(mean, dtype=torch.float32),
+            torch.as_tensor(std, dtype=torch.float32).clamp_min(STD_FLOOR),
+        ),
+    )
+
+
+def normalised_split(
+    split: SplitArrays, mean: np.ndarray, std: np.ndarray, device: torch.device, min_frames: int, home: torch.device
+) -> DeviceSplit:
+    """`split` normalised once into float32 frames at `home`, each clip padded to `min_frames`."""
     spans = np.maximum(split.lengths.astype(np.int64), min_frames)
     offsets = np.cumsum(spans) - spans
-    values = torch.from_numpy(split.features).to(home).float()  # (frames, bins)
+    values = shared_tensor(split.features).to(home).float()  # (frames, bins)
     values.sub_(torch.as_tensor(mean, dtype=torch.float32, device=home))
     values.div_(torch.as_tensor(std, dtype=torch.float32, device=home).clamp_min(STD_FLOOR))
     if (spans != split.lengths).any():  # short clips: place every clip's frames after its padded predecessors
@@ -107,18 +157,26 @@ def prepare_split(
 
 def with_copies(originals: DeviceSplit, copies: DeviceSplit, source: np.ndarray) -> DeviceSplit:
     """One split holding the originals and their augmented copies (copy i made from original
-    `source[i]`), with the table of each original's variants; every original has as many copies."""
+    `source[i]`), with the table of each original's variants; every original has as many copies.
+    Normalised frames are joined into one tensor (they fit on their GPU); frames as stored stay
+    where they are, the copies' rows pointing into `copies`."""
     per_clip = np.bincount(source, minlength=len(originals))
     if len(set(per_clip.tolist())) != 1:
         raise ValueError(f"augmented copies per training clip differ ({sorted(set(per_clip.tolist()))})")
     copy_rows = np.argsort(source, kind="stable").reshape(len(originals), -1) + len(originals)
+    if originals.stats is None:
+        frames, copy_frames, copy_offsets = torch.cat([originals.frames, copies.frames]), None, len(originals.frames)
+    else:
+        frames, copy_frames, copy_offsets = originals.frames, copies.frames, 0
     return DeviceSplit(
-        frames=torch.cat([originals.frames, copies.frames]),
-        offsets=torch.cat([originals.offsets, copies.offsets + len(originals.frames)]),
+        frames=frames,
+        offsets=torch.cat([originals.offsets, copies.offsets + copy_offsets]),
         lengths=np.concatenate([originals.lengths, copies.lengths]),
         labels=torch.cat([originals.labels, copies.labels]),
         variants=np.column_stack([np.arange(len(originals)), copy_rows]),
         batch_device=originals.batch_device,
+        stats=originals.stats,
+        copies=copy_frames,
     )
 
 
@@ -183,11 +241,40 @@ def eval_segments(lengths: np.ndarray, segment_frames: int, overlap: float) -> t
 
 
 def gather(split: DeviceSplit, clips: torch.Tensor, starts: torch.Tensor, segment_frames: int) -> torch.Tensor:
-    """The segments as a (batch, bins, frames) batch on `split.device`; `clips` and `starts` are
-    beside the frames.
+    """The segments as a float32 (batch, bins, frames) batch on `split.device`; `clips` and `starts`
+    are beside the frames.
 
-    `unfold` views every window of `segment_frames` frames without copying; indexing it by each
-    segment's first frame copies each segment as one contiguous block, then into the models' layout.
+    Normalised frames: `unfold` views every window of `segment_frames` frames without copying;
+    indexing it by each segment's first frame copies each segment as one contiguous block, then
+    into the models' layout. Frames as stored: see `_crop_stored`.
     """
-    windows = split.frames.unfold(0, segment_frames, 1)  # (windows, bins, segment_frames)
-    return to_device(windows[split.offsets[clips] + starts].contiguous(), split.device)
+    if split.stats is None:
+        windows = split.frames.unfold(0, segment_frames, 1)  # (windows, bins, segment_frames)
+        return to_device(windows[split.offsets[clips] + starts].contiguous(), split.device)
+    if split.copies is None:
+        return to_device(_crop_stored(split, split.frames, clips, starts, segment_frames), split.device)
+    batch = torch.empty(len(clips), split.n_bins, segment_frames)
+    in_copies = clips >= len(split)  # rows of the copies follow the originals'
+    for frames, chosen in ((split.frames, ~in_copies), (split.copies, in_copies)):
+        batch[chosen] = _crop_stored(split, frames, clips[chosen], starts[chosen], segment_frames)
+    return to_device(batch, split.device)
+
+
+def _crop_stored(
+    split: DeviceSplit, frames: torch.Tensor, clips: torch.Tensor, starts: torch.Tensor, segment_frames: int
+) -> torch.Tensor:
+    """Segments of rows `clips` from `frames` as stored, normalised with the same float32 operations
+    as `normalised_split` (so to the same values); past a clip's end 0, as its padding there.
+
+    `index_select` of whole frames (contiguous rows of bins), then the models' layout while still
+    in 16 bits (half the bytes to move), then float32 for the batch alone."""
+    positions = starts[:, None] + torch.arange(segment_frames)  # (batch, frames) within each clip
+    # A short clip's padding reads whatever frame follows it (the last one at the end): zeroed below.
+    rows = (split.offsets[clips][:, None] + positions).clamp_max(len(frames) - 1)
+    batch = frames.index_select(0, rows.view(-1)).view(len(clips), segment_frames, frames.shape[1])
+    mean, std = split.stats
+    batch = batch.transpose(1, 2).contiguous().float().sub_(mean[:, None]).div_(std[:, None])  # (batch, bins, frames)
+    padding = positions >= torch.from_numpy(split.lengths)[clips][:, None]
+    if padding.any():
+        batch.masked_fill_(padding[:, None, :], 0.0)
+    return batch
