@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from common import experiment as experiments
+from common import remote
 from reporting.trials import listed_trials
 from search.trainable import NODE_ID
 from tests.conftest import make_layout
@@ -218,3 +220,68 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
     reported = _run(["report.py", "--experiment", str(folder), "--seeds", "1"])
     assert reported.returncode == 0, reported.stderr[-3000:]
     assert (folder / "report" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: Path, s3: str) -> None:
+    """--storage s3://… on the cluster: the driver killed (SIGKILL) mid-search, --resume to the end,
+    then report.py from the bucket alone (the driver's local folder deleted first); every file
+    where the README says, trials on both nodes, no feature file opened on any node."""
+    worker = _worker_node(cluster, base, "worker-2")
+    name = f"bucket-{os.getpid()}"  # the driver's own files go to runs/<name> in the project
+    local = experiments.local_folder(s3, name)
+    space = _space(base, "bucket", samples=3, epochs=4, segments=SLOW_SEGMENTS)
+    where = ["--storage", s3, "--name", name, "--address", cluster.address]
+    try:
+        driver = subprocess.Popen(
+            [sys.executable, "run_search.py", "--space", str(space), "--data", str(base / "data"), *where],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, as a shell would start it; the cluster is not in it
+        )
+        _wait_for(lambda: _saved_in_bucket(name) and len(_bucket_keys(name, "/checkpoint_")) >= 2, driver)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        assert not _bucket_keys(name, experiments.LEADERBOARD_FILE), "the driver should have been killed mid-search"
+
+        resumed = _run(["run_search.py", "--resume", *where], timeout=400)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        prefix = f"genre-search/{name}/"
+        keys = _bucket_keys(name)
+        for own in remote.OWN_FILES:
+            assert prefix + own in keys, own
+        assert prefix + experiments.TUNER_FILE in keys and _saved_in_bucket(name)
+
+        shutil.rmtree(local)  # the report reads the bucket alone
+        reported = _run(["report.py", "--experiment", name, "--storage", s3, "--seeds", "1"])
+        assert reported.returncode == 0, reported.stderr[-3000:]
+        assert prefix + "report/report.md" in _bucket_keys(name)
+        board = pd.read_csv(local / experiments.LEADERBOARD_FILE)
+        assert len(board) == 3 and (board["status"] == "finished").all()
+        for trial in board["trial"]:
+            assert _bucket_keys(name, f"{trial}/checkpoint_")
+            rows = _rows(local / trial)
+            assert sorted({row["training_iteration"] for row in rows}) == [1, 2, 3, 4], trial
+        nodes = {row[NODE_ID] for trial in board["trial"] for row in _rows(local / trial)}
+        assert nodes == {cluster.head_node.node_id, worker.node_id}
+        assert _opened(base, "worker-2") == [] and _opened(base, "head") == []
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def _bucket_keys(name: str, containing: str = "") -> list[str]:
+    listed = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"genre-search/{name}/")
+    return [item["Key"] for page in listed for item in page.get("Contents", []) if containing in item["Key"]]
+
+
+def _saved_in_bucket(name: str) -> bool:
+    """Ray saved a snapshot of the run that lists a trial (what Tuner.restore resumes)."""
+    for key in _bucket_keys(name, "experiment_state-"):
+        body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        try:
+            if json.loads(body)["trial_data"]:
+                return True
+        except ValueError:
+            continue
+    return False
