@@ -66,7 +66,8 @@ def _recorded(self, name, *args, **kwargs):
 h5py.File.__init__ = _recorded
 """
 BUCKET = "genre-search-test"
-SLOW_SEGMENTS = 400  # crops per clip and epoch: epochs of a second or two on this machine
+SLOW_SEGMENTS = 400
+EPOCHS = 5  # of each trial in the bucket  # crops per clip and epoch: epochs of a second or two on this machine
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +231,7 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
     worker = _worker_node(cluster, base, "worker-2")
     name = f"bucket-{os.getpid()}"  # the driver's own files go to runs/<name> in the project
     local = experiments.local_folder(s3, name)
-    space = _space(base, "bucket", samples=3, epochs=4, segments=SLOW_SEGMENTS)
+    space = _space(base, "bucket", samples=3, epochs=EPOCHS, segments=SLOW_SEGMENTS)
     where = ["--storage", s3, "--name", name, "--address", cluster.address]
     try:
         driver = subprocess.Popen(
@@ -240,8 +241,10 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, as a shell would start it; the cluster is not in it
         )
-        _wait_for(lambda: _saved_in_bucket(name) and len(_bucket_keys(name, "/checkpoint_")) >= 2, driver)
+        # Killed once Ray's snapshot and a trial's epochs (synced with it) are in the bucket, mid-trial.
+        _wait_for(lambda: _saved_in_bucket(name) and _cut_short(name), driver)
         os.killpg(driver.pid, signal.SIGKILL)
+        cut_short = _cut_short(name)
         driver.wait()
         assert not _bucket_keys(name, experiments.LEADERBOARD_FILE), "the driver should have been killed mid-search"
 
@@ -259,10 +262,16 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
         assert prefix + "report/report.md" in _bucket_keys(name)
         board = pd.read_csv(local / experiments.LEADERBOARD_FILE)
         assert len(board) == 3 and (board["status"] == "finished").all()
+        assert len(experiments.run_seconds(local)) == 2  # the killed run and the resumed one
         for trial in board["trial"]:
             assert _bucket_keys(name, f"{trial}/checkpoint_")
             rows = _rows(local / trial)
-            assert sorted({row["training_iteration"] for row in rows}) == [1, 2, 3, 4], trial
+            assert sorted({row["training_iteration"] for row in rows}) == list(range(1, EPOCHS + 1)), trial
+            assert all(row["epoch"] == row["training_iteration"] for row in rows)  # fit() counts as Ray does
+        for trial, epochs_before in cut_short.items():  # the resumed run's worker went on from a checkpoint
+            workers = [row["pid"] for row in _rows(local / trial)]
+            assert len(set(workers)) == 2, trial
+            assert 1 < _rows(local / trial)[workers.index(workers[-1])]["training_iteration"] <= epochs_before + 1
         nodes = {row[NODE_ID] for trial in board["trial"] for row in _rows(local / trial)}
         assert nodes == {cluster.head_node.node_id, worker.node_id}
         assert _opened(base, "worker-2") == [] and _opened(base, "head") == []
@@ -273,6 +282,17 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
 def _bucket_keys(name: str, containing: str = "") -> list[str]:
     listed = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"genre-search/{name}/")
     return [item["Key"] for page in listed for item in page.get("Contents", []) if containing in item["Key"]]
+
+
+def _cut_short(name: str) -> dict[str, int]:
+    """Trials whose result.json in the bucket holds some of their epochs, not all: epochs each."""
+    found = {}
+    for key in _bucket_keys(name, experiments.TRIAL_RESULT_FILE):
+        body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+        epochs = len([line for line in body.splitlines() if line.strip()])
+        if 0 < epochs < EPOCHS:
+            found[key.split("/")[-2]] = epochs
+    return found
 
 
 def _saved_in_bucket(name: str) -> bool:
