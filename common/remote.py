@@ -36,7 +36,8 @@ def upload(experiment: Experiment, names: tuple[str, ...] = OWN_FILES) -> None:
     filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment.uri)
     for name in names:
         if (experiment.local_dir / name).is_file():
-            _copy(str(experiment.local_dir / name), pyarrow.fs.LocalFileSystem(), f"{root}/{name}", filesystem)
+            local = pyarrow.fs.LocalFileSystem()
+            pyarrow.fs.copy_files(str(experiment.local_dir / name), f"{root}/{name}", local, filesystem)
 
 
 def upload_report(experiment: Experiment) -> None:
@@ -64,12 +65,8 @@ def download(experiment: Experiment, own_files_only: bool = False) -> None:
         if (own and local.exists()) or (own_files_only and not own) or _not_read(relative):
             continue
         local.parent.mkdir(parents=True, exist_ok=True)
-        _copy(info.path, filesystem, str(local), pyarrow.fs.LocalFileSystem())
+        pyarrow.fs.copy_files(info.path, str(local), filesystem, pyarrow.fs.LocalFileSystem())
 
 
 def _not_read(relative: PurePosixPath) -> bool:
     return relative.suffix == ".pkl" or any(part.startswith("checkpoint_") for part in relative.parts)
-
-
-def _copy(source: str, source_fs: pyarrow.fs.FileSystem, target: str, target_fs: pyarrow.fs.FileSystem) -> None:
-    pyarrow.fs.copy_files(source, target, source_fs, target_fs)

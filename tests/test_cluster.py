@@ -24,6 +24,7 @@ import pytest
 import ray
 from moto.server import ThreadedMotoServer
 from ray.cluster_utils import Cluster
+from ray.tune.trainable.metadata import _TrainingRunMetadata
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from common import experiment as experiments
@@ -241,20 +242,21 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, as a shell would start it; the cluster is not in it
         )
-        # Killed once Ray's snapshot and a trial's epochs (synced with it) are in the bucket, mid-trial.
-        _wait_for(lambda: _saved_in_bucket(name) and _cut_short(name), driver)
+        # Killed once Ray's snapshot in the bucket knows a checkpoint of a trial that is not done.
+        _wait_for(lambda: bool(_cut_short(name)), driver)
         os.killpg(driver.pid, signal.SIGKILL)
         cut_short = _cut_short(name)
         driver.wait()
         assert not _bucket_keys(name, experiments.LEADERBOARD_FILE), "the driver should have been killed mid-search"
 
         resumed = _run(["run_search.py", "--resume", *where], timeout=400)
+        (base / "resumed.log").write_text(resumed.stdout + resumed.stderr)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         prefix = f"genre-search/{name}/"
         keys = _bucket_keys(name)
         for own in remote.OWN_FILES:
             assert prefix + own in keys, own
-        assert prefix + experiments.TUNER_FILE in keys and _saved_in_bucket(name)
+        assert prefix + experiments.TUNER_FILE in keys and _bucket_keys(name, "experiment_state-")
 
         shutil.rmtree(local)  # the report reads the bucket alone
         reported = _run(["report.py", "--experiment", name, "--storage", s3, "--seeds", "1"])
@@ -268,10 +270,12 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
             rows = _rows(local / trial)
             assert sorted({row["training_iteration"] for row in rows}) == list(range(1, EPOCHS + 1)), trial
             assert all(row["epoch"] == row["training_iteration"] for row in rows)  # fit() counts as Ray does
-        for trial, epochs_before in cut_short.items():  # the resumed run's worker went on from a checkpoint
-            workers = [row["pid"] for row in _rows(local / trial)]
+        assert cut_short
+        for trial, checkpointed in cut_short.items():  # the resumed run's worker went on from that checkpoint
+            rows = _rows(local / trial)
+            workers = [row["pid"] for row in rows]
             assert len(set(workers)) == 2, trial
-            assert 1 < _rows(local / trial)[workers.index(workers[-1])]["training_iteration"] <= epochs_before + 1
+            assert rows[workers.index(workers[-1])]["training_iteration"] == checkpointed + 1, trial
         nodes = {row[NODE_ID] for trial in board["trial"] for row in _rows(local / trial)}
         assert nodes == {cluster.head_node.node_id, worker.node_id}
         assert _opened(base, "worker-2") == [] and _opened(base, "head") == []
@@ -285,23 +289,26 @@ def _bucket_keys(name: str, containing: str = "") -> list[str]:
 
 
 def _cut_short(name: str) -> dict[str, int]:
-    """Trials whose result.json in the bucket holds some of their epochs, not all: epochs each."""
+    """Trials that Ray's snapshot in the bucket lists as running with a checkpoint, and whose
+    result.json there lacks epochs: the epoch of that checkpoint, each. The snapshot's per-trial
+    metadata is Ray's pickle: unpickled here, from the test's own bucket."""
     found = {}
-    for key in _bucket_keys(name, experiments.TRIAL_RESULT_FILE):
-        body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
-        epochs = len([line for line in body.splitlines() if line.strip()])
-        if 0 < epochs < EPOCHS:
-            found[key.split("/")[-2]] = epochs
+    for key in _bucket_keys(name, "experiment_state-"):
+        try:
+            trials = json.loads(_bucket_text(key))["trial_data"]
+        except ValueError:  # caught while Ray wrote it
+            continue
+        for trial, runtime in trials:
+            entry = json.loads(trial)
+            manager = _TrainingRunMetadata.from_json_state(runtime).checkpoint_manager
+            latest = manager.latest_checkpoint_result if manager else None
+            folder = entry["relative_logdir"]
+            results = _bucket_keys(name, f"{folder}/{experiments.TRIAL_RESULT_FILE}")
+            reported = len(_bucket_text(results[0]).splitlines()) if results else 0
+            if entry["status"] == "RUNNING" and latest is not None and reported < EPOCHS:
+                found[folder] = latest.metrics["epoch"]
     return found
 
 
-def _saved_in_bucket(name: str) -> bool:
-    """Ray saved a snapshot of the run that lists a trial (what Tuner.restore resumes)."""
-    for key in _bucket_keys(name, "experiment_state-"):
-        body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
-        try:
-            if json.loads(body)["trial_data"]:
-                return True
-        except ValueError:
-            continue
-    return False
+def _bucket_text(key: str) -> str:
+    return boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
