@@ -250,7 +250,7 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
         assert not _bucket_keys(name, experiments.LEADERBOARD_FILE), "the driver should have been killed mid-search"
 
         resumed = _run(["run_search.py", "--resume", *where], timeout=400)
-        (base / "resumed.log").write_text(resumed.stdout + resumed.stderr)
+        (base / "resumed.log").write_text(resumed.stdout + resumed.stderr)  # whole, for a failure's reader
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         prefix = f"genre-search/{name}/"
         keys = _bucket_keys(name)
