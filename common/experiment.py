@@ -83,7 +83,7 @@ def locate(storage: str | None, name: str | None, resume: bool, space_path: Path
         if resume or space_path is None:
             raise UserError("--resume needs --name: the experiment to continue")
         name = f"{space_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    local = DEFAULT_STORAGE / name if is_uri(storage) else Path(storage).expanduser().resolve() / name
+    local = local_folder(storage, name)
     exists = (local / METADATA_FILE).is_file()
     if exists and not resume:
         raise UserError(f"experiment {local} already exists: pass --resume to continue it, or another --name")
@@ -93,6 +93,11 @@ def locate(storage: str | None, name: str | None, resume: bool, space_path: Path
         raise UserError(f"{local} exists and is not an experiment: choose another --name")
     storage = storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
     return Experiment(storage, name, local)
+
+
+def local_folder(storage: str, name: str) -> Path:
+    """The experiment's folder, or for a URI the local folder of the driver's own files."""
+    return DEFAULT_STORAGE / name if is_uri(storage) else Path(storage).expanduser().resolve() / name
 
 
 def trial_folders(local_dir: Path) -> list[Path]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common import remote
 from common.errors import UserError
-from common.experiment import METADATA_FILE, REPORT_DIR, read_metadata
+from common.experiment import METADATA_FILE, REPORT_DIR, Experiment, is_uri, read_metadata
 from common.trials import leaderboard_text, ranked
 from features.store import FeatureStore
 from models.plugins import load_recorded
@@ -47,6 +48,9 @@ def make_report(request: ReportRequest) -> Path:
         raise UserError(f"--seeds must be at least 1, got {request.seeds}")
     folder = find_experiment(request.experiment, request.storage)
     metadata = read_metadata(folder)
+    remote_storage = is_uri(str(metadata.get("storage", "")))
+    if remote_storage:  # Ray's trial files are at the URI, not in the driver's folder
+        remote.download(Experiment(metadata["storage"], metadata["name"], folder))
     trials = load_trials(folder, int(metadata["search"]["max_epochs"]))
     _require_an_epoch(trials, folder)
     best = best_trial(trials, folder)
@@ -55,7 +59,10 @@ def make_report(request: ReportRequest) -> Path:
         _report_if_needed(baseline, request.seeds)
     out_dir = Path(request.out).expanduser().resolve() if request.out else folder / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _retrain_and_write(request, folder, metadata, trials, best, baseline, out_dir)
+    written = _retrain_and_write(request, folder, metadata, trials, best, baseline, out_dir)
+    if remote_storage and out_dir == folder / REPORT_DIR:
+        remote.upload_report(Experiment(metadata["storage"], metadata["name"], folder))
+    return written
 
 
 def _retrain_and_write(

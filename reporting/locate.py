@@ -5,13 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common import remote
 from common.errors import UserError
-from common.experiment import DEFAULT_STORAGE, METADATA_FILE, read_metadata, start_time
+from common.experiment import (
+    DEFAULT_STORAGE,
+    METADATA_FILE,
+    Experiment,
+    is_uri,
+    local_folder,
+    read_metadata,
+    start_time,
+)
 
 
 def find_experiment(spec: str | None, storage: str | None) -> Path:
     """The experiment folder: `spec` as a path when it exists, else as a name in `storage`;
-    without `spec`, the latest experiment in `storage`. Every failure names the path it tried."""
+    without `spec`, the latest experiment in `storage`. Every failure names the path it tried.
+    With a URI for `storage`, `spec` names the experiment there: its files are fetched first."""
+    if storage and is_uri(storage):
+        return _fetched(spec, storage)
     storage_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve()
     if spec is None:
         return latest_experiment(storage_dir)
@@ -25,6 +37,17 @@ def find_experiment(spec: str | None, storage: str | None) -> Path:
         raise UserError(f"experiment {spec!r} not found: neither {as_path.resolve()} nor {in_storage} exists")
     read_metadata(folder)  # a folder that is not an experiment fails here, naming itself
     return folder
+
+
+def _fetched(spec: str | None, storage: str) -> Path:
+    """The local folder of experiment `spec` at URI `storage`, its own files fetched from there."""
+    if not spec or Path(spec).name != spec:
+        raise UserError(f"--storage {storage}: name the experiment there with --experiment NAME")
+    experiment = Experiment(storage, spec, local_folder(storage, spec))
+    remote.download(experiment, own_files_only=True)
+    if not (experiment.local_dir / METADATA_FILE).is_file():
+        raise UserError(f"experiment {experiment.uri} not found (no {METADATA_FILE} there)")
+    return experiment.local_dir
 
 
 def experiments_in(storage_dir: Path) -> list[Path]:

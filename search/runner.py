@@ -21,6 +21,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from common import experiment as experiments
+from common import remote
 from common.errors import UserError
 from features.dataset import Dataset
 from features.durations import check_segment_seconds
@@ -117,6 +118,7 @@ def run_search(request: SearchRequest) -> SearchOutcome:
             search = dataclasses.asdict(space.search)
             plugins = [plugin.to_dict() for plugin in space.plugins]
             experiments.write_metadata(experiment, space.path, search, dataset.describe(), stores, plugins)
+            remote.upload(experiment, remote.STARTED_FILES)
         start_ray(request.address, experiment.name, space.plugins)
         tuner = _tuner(experiment, space, stores, restore)
     print_where_to_watch(experiment)
@@ -128,6 +130,7 @@ def run_search(request: SearchRequest) -> SearchOutcome:
     stopped = len(results) < space.search.num_samples or results.num_terminated + results.num_errors < len(results)
     _set_orphans_aside(experiment.local_dir, results)
     summarize(results, experiment.local_dir, space.search.max_epochs)
+    remote.upload(experiment)
     return SearchOutcome(experiment.local_dir, stopped, resume_command(experiment))
 
 
@@ -173,6 +176,10 @@ def _stores_dir(dataset: Dataset) -> Path:
 def _resumed(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset]:
     """A resumed search runs the space, search settings, plugin files and dataset it started with,
     not a file edited since nor whatever data is the default now."""
+    if request.storage and experiments.is_uri(request.storage) and request.name:
+        # Resumed on another machine than the driver's: its own files from the URI.
+        local = experiments.local_folder(request.storage, request.name)
+        remote.download(experiments.Experiment(request.storage, request.name, local), own_files_only=True)
     experiment = experiments.locate(request.storage, request.name, resume=True)
     if request.data_options != DataOptions():
         raise UserError("the split is recorded in the experiment: resume without --split, --group or fold options")

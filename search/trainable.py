@@ -20,6 +20,7 @@ from training import TrainingState, TrialConfig, fit
 from training.config import trial_config
 
 STATE_FILE = "state.pt"
+NODE_ID = "node_id"  # the metric naming the Ray node that ran the epoch
 
 
 class NotRetried(UserError):
@@ -80,12 +81,15 @@ def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef], experiment:
     trial_name = tune.get_context().get_trial_name()
     crops_per_epoch = len(data.train) * trial.training.segments_per_clip
 
+    # Which Ray node ran each epoch (Tune's own node_ip is the same for every node of one machine).
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics, state: TrainingState) -> None:
         values = metrics.to_dict()
         record_epoch(experiment, trial_name, {**values, "examples_per_second": crops_per_epoch / metrics.epoch_seconds})
         with tempfile.TemporaryDirectory() as folder:
             state.save(Path(folder) / STATE_FILE)
-            tune.report(values, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report({**values, NODE_ID: node_id}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     fit(trial, data, report, resume=resume)
 
