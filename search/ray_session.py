@@ -62,7 +62,15 @@ def _start_local_ray(job_config: JobConfig) -> Any:
     previous = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False, job_config=job_config)
+        # address="local": a new Ray of our own, never the one `ray start` last recorded in
+        # /tmp/ray/ray_current_cluster, which ray.init() joins otherwise (another user's, on a shared machine).
+        return ray.init(
+            address="local",
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+            job_config=job_config,
+        )
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = previous
 
