@@ -6,7 +6,8 @@ equal epoch budget on the same machine, each with several search seeds.
 
 The systems, all on the default space (spaces/cnn2d.yaml), its stores and the one `fit()`:
   ours          genre-search as shipped: Optuna's TPE and ASHA through Ray Tune (search/runner.py)
-  ray-random    Ray Tune's first choice: random search and the same ASHA, the same runner
+  ray-random    Ray Tune's first choice: random search and the same ASHA, the same runner (with the
+                same seed, its first trials are ours': TPE starts with Optuna's seeded random draws)
   optuna-tpe    a plain Optuna script without Ray: TPE and Optuna's pruner, 2 worker processes
                 sharing a journal-file study
   grid          the homework's way: segment 3/5 s x SGD/Adam x 3 learning rates, every trial to the
@@ -308,18 +309,14 @@ def save(stem: Path, result: SearchRecords, budget: int | None) -> None:
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=float))
 
 
-def best_config(results: list[SearchRecords]) -> dict[str, Any]:
+def best_config(results: list[SearchRecords], budget: int) -> dict[str, Any]:
     """The config of the best trial over a system's search seeds (best validation clip accuracy at
-    any epoch, the first on ties)."""
-    best = max(
-        (
-            (float(row.valid_clip_acc), result.configs[row.trial])
-            for result in results
-            for row in result.records.itertuples()
-        ),
-        key=lambda pair: pair[0],
-    )
-    return best[1]
+    any epoch within the budget, the first on ties)."""
+    scored = []
+    for result in results:
+        within = result.records.sort_values(["seconds", "trial", "epoch"], kind="stable").head(budget)
+        scored += [(float(row.valid_clip_acc), result.configs[row.trial]) for row in within.itertuples()]
+    return max(scored, key=lambda pair: pair[0])[1]
 
 
 # --- retraining by report.py's code --------------------------------------------------------------
@@ -429,7 +426,7 @@ def main() -> None:
     if args.seeds < 1 or args.retrain_seeds < 1 or (args.epoch_budget is not None and args.epoch_budget < 1):
         parser.error("--seeds, --retrain-seeds and --epoch-budget must be at least 1")
     bench, results = run_all(prepared(args))
-    configs = {system: best_config(runs) for system, runs in results.items()}
+    configs = {system: best_config(runs, bench.budget) for system, runs in results.items()}
     tests = retrain_all(bench, configs)
     report(bench, results, tests)
 
