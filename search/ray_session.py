@@ -62,8 +62,8 @@ def _start_local_ray(job_config: JobConfig) -> Any:
     previous = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        # address="local": a new Ray of our own, never the one `ray start` last recorded in
-        # /tmp/ray/ray_current_cluster, which ray.init() joins otherwise (another user's, on a shared machine).
+        # address="local": a Ray of its own. Without it, `ray.init` joins the latest Ray started on
+        # this machine (`ray start`, another search's), which listens where it was started to.
         return ray.init(
             address="local",
             include_dashboard=True,
