@@ -1,7 +1,7 @@
 """Peers benchmark (issue 19): genre-search's search against what a user would otherwise run, at an
 equal epoch budget on the same machine, each with several search seeds.
 
-    python -m tests.bench.bench_peers [--out DIR] [--data DIR] [--epoch-budget N] [--seeds N]
+    python -m tests.bench.bench_peers [--out DIR (bench-out/peers)] [--data DIR] [--epoch-budget N] [--seeds N]
                                       [--retrain-seeds N] [--pruner median|hyperband] [--smoke]
 
 The systems, all on the default space (spaces/cnn2d.yaml), its stores and the one `fit()`:
@@ -415,7 +415,7 @@ def report(bench: Bench, results: dict[str, list[SearchRecords]], tests: dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="bench-peers", help="results folder (default: bench-peers)")
+    parser.add_argument("--out", default="bench-out/peers", help="results folder (default: bench-out/peers)")
     parser.add_argument("--data", help="dataset root (default: the built-in synthetic set)")
     parser.add_argument("--epoch-budget", type=int, help="epochs per search (default: what ours uses as shipped)")
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per system (default 3)")
