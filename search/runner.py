@@ -19,6 +19,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
 
 from common import experiment as experiments
 from common import remote
@@ -76,6 +77,23 @@ class SpaceSampler:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         return self.space.suggest(trial)
+
+
+class EpochBudget(Stopper):
+    """Ends the whole search once its trials have reported `epochs` epochs in all (search.epoch_budget):
+    searches compared at an equal compute budget. Trials under way when it is reached stop there.
+    Its count starts again on a resumed search."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self.spent = 0
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.spent += 1  # one result per epoch (training.fit reports every epoch)
+        return False
+
+    def stop_all(self) -> bool:
+        return self.spent >= self.epochs
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -282,7 +300,7 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
         space=SpaceSampler(space),
         metric=search.metric,
         mode="max",
-        sampler=optuna.samplers.TPESampler(seed=search.seed),
+        sampler=_sampler(search.searcher, search.seed),
         study_name=experiment.name,
         storage=optuna.storages.RDBStorage(experiment.study_url),
     )
@@ -309,9 +327,16 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
             checkpoint_config=tune.CheckpointConfig(num_to_keep=search.keep_checkpoints),
             # One progress line instead of Ray Tune's tables (a configuration table per trial).
             verbose=0,
+            stop=EpochBudget(search.epoch_budget) if search.epoch_budget else None,
             callbacks=[SearchProgress(experiment.name, search.num_samples, search.max_epochs)],
         ),
     )
+
+
+def _sampler(searcher: str, seed: int) -> optuna.samplers.BaseSampler:
+    if searcher == "random":  # Ray Tune's own default, random search, on the same conditional space
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def print_where_to_watch(experiment: experiments.Experiment) -> None:

@@ -258,6 +258,8 @@ class SearchSettings:
     seed: int = 0  # seeds Optuna's TPE sampler
     metric: Literal["valid_clip_acc"] = "valid_clip_acc"  # what ASHA and TPE maximise
     scheduler: Literal["asha", "fifo"] = "asha"  # fifo runs every trial to max_epochs (for comparison)
+    searcher: Literal["tpe", "random"] = "tpe"  # random: Optuna's RandomSampler on the same space (for comparison)
+    epoch_budget: int | None = None  # stop the whole search once its trials have run this many epochs in all
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.25  # only where CUDA is present: 0.25 lets four small CNNs share a GPU
     max_failures: int = 1  # retries of a failed trial, from its last checkpoint
@@ -273,6 +275,8 @@ class SearchSettings:
         require(self.cpus_per_trial > 0, "search.cpus_per_trial", self.cpus_per_trial, "must be above 0")
         require(0 <= self.gpus_per_trial <= 1, "search.gpus_per_trial", self.gpus_per_trial, "must be in [0, 1]")
         require(self.max_failures >= 0, "search.max_failures", self.max_failures, "must be zero or positive")
+        budget = self.epoch_budget
+        require(budget is None or budget >= 1, "search.epoch_budget", budget, "must be at least 1 (or left out)")
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ def test_every_key_of_shipped_spaces_is_commented() -> None:
         ({"features": {"sample_rate": 12345}}, "features.sample_rate"),
         ({"features": {"hop_length": {"uniform": [256, 512]}}}, "features.hop_length"),
         ({"search": {"num_samples": 0}}, "search.num_samples"),
+        ({"search": {"epoch_budget": 0}}, "search.epoch_budget"),
+        ({"search": {"searcher": "grid"}}, "search.searcher"),
         ({"optimizer": {"lr": {"normal": [0, 1]}}}, "optimizer.lr"),
     ],
 )
@@ -169,6 +171,41 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
         timeout=60,
     )
     assert again.returncode == 2 and "already exists" in again.stderr  # nothing overwritten silently
+
+
+def test_epoch_budget_stops_the_whole_search_at_its_count_of_results() -> None:
+    budget = runner.EpochBudget(3)
+    seen = []
+    for trial in ("a", "b", "a"):
+        assert budget(trial, {"training_iteration": 1}) is False  # no single trial is stopped by it
+        seen.append(budget.stop_all())
+    assert seen == [False, False, True]
+
+
+def test_searcher_random_is_optunas_random_sampler_on_the_same_space() -> None:
+    assert isinstance(runner._sampler("tpe", 0), optuna.samplers.TPESampler)
+    random_sampler = runner._sampler("random", 0)
+    assert isinstance(random_sampler, optuna.samplers.RandomSampler)
+    space = load_space("cnn2d.yaml")
+    drawn = [space.suggest(optuna.create_study(sampler=runner._sampler("random", 5)).ask()) for _ in range(2)]
+    assert drawn[0] == drawn[1]  # seeded: the same first config for the same seed
+    assert drawn[0]["model"]["arch"] == "cnn2d"
+
+
+@pytest.mark.slow
+def test_random_search_stops_at_its_epoch_budget(tiny_data: Path, tmp_path: Path) -> None:
+    space = tiny_space(tmp_path, num_samples=8, max_epochs=3)
+    space.write_text(
+        space.read_text().replace("cpus_per_trial: 1}", "cpus_per_trial: 1, searcher: random, epoch_budget: 5}")
+    )
+    try:
+        outcome = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="budget"))
+    finally:
+        ray.shutdown()
+    board = pd.read_csv(outcome.local_dir / "leaderboard.csv")
+    # Ray stops every trial once 5 results are in; one of the other slot may already be on its way.
+    assert 5 <= board["epochs"].sum() <= 6
+    assert len(board) < 8 and outcome.stopped
 
 
 # A config failure not retried (issue 12.10): tests/test_report_outcomes.py, whose errored trials
