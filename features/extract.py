@@ -8,6 +8,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -149,7 +150,12 @@ def _use_plan(plan: ExtractionPlan) -> None:
 
 def _init_worker(plan: ExtractionPlan) -> None:
     """A worker computes with one BLAS thread: the workers already fill the cores, and the mel
-    product's rounding depends on the thread count, which must not change a store's values."""
+    product's rounding depends on the thread count, which must not change a store's values.
+
+    SIGTERM back to its default: a forked worker inherits its parent's handlers (`ray.init` sets
+    one), and a Python handler never runs in a worker blocked writing a result nobody reads, so
+    the pool, ending its workers with SIGTERM when one of them dies, would wait for it forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _use_plan(plan)
     threadpool_limits(limits=1)
 
