@@ -153,8 +153,14 @@ def _trials_named_on_workers(dashboard: str, token: str, folder: Path, seen: set
 
 
 def _scraped_for(url: str, trials: set[str]) -> str | None:
-    """The endpoint's text once it holds the validation accuracy of every trial, with its tags."""
-    text = _get(url, token=None)
+    """The endpoint's text once it holds the validation accuracy of every trial, with its tags.
+    Ray's agent opens the endpoint after Ray has started (later on a loaded machine): not yet is None."""
+    try:
+        text = _get(url, token=None)
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, ConnectionRefusedError):
+            return None
+        raise
     accuracy = [line for line in text.splitlines() if line.startswith("ray_genre_search_trial_valid_clip_acc{")]
     accuracy = [line for line in accuracy if 'experiment="watched"' in line]
     tagged = all(any(f'trial="{name}"' in line for line in accuracy) for name in trials)
