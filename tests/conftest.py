@@ -3,7 +3,10 @@ split lists, class folders without them, and manifests."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +95,12 @@ def make_manifest(path: Path, rows: list[dict[str, object]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def wait_for(condition: Callable[[], bool], driver: subprocess.Popen, seconds: float = 240) -> None:
+    """Until `condition()` holds, while `driver` (a search started by the test) still runs."""
+    deadline = time.time() + seconds
+    while not condition():
+        assert driver.poll() is None, f"the driver ended early (exit code {driver.returncode})"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)

@@ -13,8 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -31,7 +30,7 @@ from common import experiment as experiments
 from common import remote
 from reporting.trials import listed_trials
 from search.trainable import NODE_ID
-from tests.conftest import make_layout
+from tests.conftest import make_layout, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SPACE = """
@@ -144,14 +143,6 @@ def _opened(base: Path, node: str) -> list[str]:
     return log.read_text().splitlines() if log.is_file() else []
 
 
-def _wait_for(condition: Callable[[], bool], driver: subprocess.Popen, seconds: float = 240) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        assert driver.poll() is None, f"the driver ended early (exit code {driver.returncode})"
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
-
-
 def _checkpoints(folder: Path) -> dict[str, int]:
     """Checkpoints per trial folder: written at once by the trial, one per epoch reported."""
     return {trial.name: len(list(trial.glob("checkpoint_*"))) for trial in experiments.trial_folders(folder)}
@@ -198,7 +189,7 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
             stderr=subprocess.STDOUT,
         )
         # Both trials at their second epoch: they run at once, so one on each node.
-        _wait_for(lambda: len(_checkpoints(folder)) == 2 and min(_checkpoints(folder).values()) >= 2, driver)
+        wait_for(lambda: len(_checkpoints(folder)) == 2 and min(_checkpoints(folder).values()) >= 2, driver)
         cluster.remove_node(worker)
         driver.wait(timeout=300)
     output = (base / "lost.log").read_text()
@@ -243,7 +234,7 @@ def test_search_in_a_bucket_killed_resumed_and_reported(cluster: Cluster, base: 
             start_new_session=True,  # its own process group, as a shell would start it; the cluster is not in it
         )
         # Killed once Ray's snapshot in the bucket knows a checkpoint of a trial that is not done.
-        _wait_for(lambda: bool(_cut_short(name)), driver)
+        wait_for(lambda: bool(_cut_short(name)), driver)
         os.killpg(driver.pid, signal.SIGKILL)
         cut_short = _cut_short(name)
         driver.wait()

@@ -11,8 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,7 +30,7 @@ from search.ray_session import auth_token_file
 from search.runner import SearchRequest, run_search
 from search.space import load_space, parse_space
 from search.space_file import SPACES_DIR
-from tests.conftest import make_layout, write_tone_clip
+from tests.conftest import make_layout, wait_for, write_tone_clip
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_SPACE = """
@@ -225,7 +223,7 @@ def test_interrupted_and_killed_search_resumes(tiny_data: Path, tmp_path: Path) 
     folder = tmp_path / "killed"
 
     driver = subprocess.Popen(start, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: _epochs_reported(folder) > 0, driver)
+    wait_for(lambda: _epochs_reported(folder) > 0, driver)
     driver.kill()
     driver.wait()
     before = _trials_with_results(folder)
@@ -235,9 +233,9 @@ def test_interrupted_and_killed_search_resumes(tiny_data: Path, tmp_path: Path) 
         snapshots = _run_snapshots(folder)
         driver = subprocess.Popen(resume, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         # The killed driver's workers may still write a checkpoint or two: first wait for this run.
-        _wait_for(lambda: _run_snapshots(folder) > snapshots, driver)
+        wait_for(lambda: _run_snapshots(folder) > snapshots, driver)
         reported = _epochs_reported(folder)
-        _wait_for(lambda: _epochs_reported(folder) > reported, driver)
+        wait_for(lambda: _epochs_reported(folder) > reported, driver)
         driver.send_signal(signal.SIGINT)  # Ctrl-C
         driver.wait(timeout=180)
     output = (tmp_path / "stopped.log").read_text()
@@ -371,14 +369,6 @@ def _recorded_experiment(storage: Path, data: Path) -> experiments.Experiment:
     search = dataclasses.asdict(space.search)
     experiments.write_metadata(experiment, space.path, search, load_dataset(data).describe(), {})
     return experiment
-
-
-def _wait_for(condition: Callable[[], bool], driver: subprocess.Popen, seconds: float = 240) -> None:
-    deadline = time.time() + seconds
-    while not condition():
-        assert driver.poll() is None, f"the driver ended early (exit code {driver.returncode})"
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def _epochs_reported(folder: Path) -> int:
