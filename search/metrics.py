@@ -4,11 +4,16 @@ Prometheus and Grafana (and the dashboard's Metrics view) show them.
 
 Per trial, set by the trial's worker every epoch and tagged experiment and trial: epoch,
 validation clip accuracy, train and validation loss, epoch seconds, training examples per second.
+Ray drops a gauge series that is not recorded again within about two export intervals (20 s by
+default), far shorter than an epoch on real data, so the worker re-records its running trial's
+last values every second until the trial ends.
 Per search, set by the driver: trials by status (tag `status`) and the best validation clip
 accuracy so far, tagged experiment."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from functools import cache
 
@@ -26,6 +31,9 @@ TRIAL_GAUGES = {
     "trial_examples_per_second": ("examples_per_second", "training crops of the last epoch per epoch second"),
 }
 STATUSES = ("pending", "running", "finished", "stopped_early", "errored")
+REFRESH_SECONDS = 1.0
+# The tags and the last value per gauge name of the trial this process runs now; None between trials.
+_current: tuple[dict[str, str], dict[str, float]] | None = None
 
 
 @cache
@@ -42,12 +50,42 @@ def _search_gauges() -> tuple[Gauge, Gauge]:
 
 
 def record_epoch(experiment: str, trial: str, values: Mapping[str, float | None]) -> None:
-    """Set the trial's gauges from one epoch's metrics (a value that is None is left as it was)."""
+    """Set the trial's gauges from one epoch's metrics (a value that is None is left as it was),
+    and keep them on the endpoint until `trial_ended()`."""
+    global _current
     tags = {"experiment": experiment, "trial": trial}
-    for name, gauge in _trial_gauges().items():
-        value = values.get(TRIAL_GAUGES[name][0])
-        if value is not None:
-            gauge.set(float(value), tags=tags)
+    last = _current[1] if _current is not None and _current[0] == tags else {}
+    epoch = {name: float(values[key]) for name, (key, _) in TRIAL_GAUGES.items() if values.get(key) is not None}
+    _current = (tags, {**last, **epoch})
+    _refresh()
+    _start_refreshing()
+
+
+def trial_ended() -> None:
+    """Stop re-recording the last trial's gauges: Ray drops them from the endpoint soon after."""
+    global _current
+    _current = None
+
+
+def _refresh() -> None:
+    current = _current  # one read: the training thread may replace it meanwhile
+    if current is not None:
+        tags, values = current
+        gauges = _trial_gauges()
+        for name, value in values.items():
+            gauges[name].set(value, tags=tags)
+
+
+@cache
+def _start_refreshing() -> None:
+    """One daemon thread per process re-records the running trial's gauges (the module docstring says why)."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(REFRESH_SECONDS)
+            _refresh()
+
+    threading.Thread(target=loop, name="genre-search-metrics", daemon=True).start()
 
 
 def record_search(experiment: str, counts: Mapping[str, int], best: float | None) -> None:

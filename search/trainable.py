@@ -15,7 +15,7 @@ from ray import tune
 
 from common.errors import UserError
 from models.plugins import PluginFile, load_shipped
-from search.metrics import record_epoch
+from search.metrics import record_epoch, trial_ended
 from training import TrainingState, TrialConfig, fit
 from training.config import trial_config
 
@@ -91,7 +91,10 @@ def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef], experiment:
             state.save(Path(folder) / STATE_FILE)
             tune.report({**values, NODE_ID: node_id}, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    fit(trial, data, report, resume=resume)
+    try:
+        fit(trial, data, report, resume=resume)
+    finally:
+        trial_ended()
 
 
 train_trial.__mixins__ = (TrialRepr,)  # read by Ray Tune when it wraps the function in a Trainable

@@ -27,15 +27,53 @@ from search.progress import progress_line, snapshot
 from tests.conftest import make_layout
 
 REPO = Path(__file__).resolve().parent.parent
-# Two trials run side by side to the end (FIFO), with epochs long enough to be watched: the second
-# trial's worker starts while the first runs (else it would reuse the first one's worker and name).
+# Two trials run side by side to the end (FIFO). Each waits after its first validation while the gate
+# file exists (the plugin below), so the test sees both running, named and measured however fast or
+# slow the machine is, then removes the gate and both run on to the end.
 SPACE = """
+plugins: [gated.py]
 features: {kind: mel, mel: {n_bins: 32}}
-model: {arch: cnn2d, cnn2d: {depth: 2, channels: 4}}
+model: {arch: gated}
 optimizer: {name: {choice: [adam, sgd]}, lr: 0.01, sgd: {momentum: 0.9}}
 schedule: {name: none}
-training: {segment_seconds: 1.0, segments_per_clip: 48, batch_size: 4}
+training: {segment_seconds: 1.0, segments_per_clip: 4, batch_size: 4}
 search: {num_samples: 2, max_epochs: 8, scheduler: fifo, cpus_per_trial: 1}
+"""
+
+GATED_PLUGIN = """
+import os
+import time
+from dataclasses import dataclass
+
+from torch import nn
+
+from models.registry import ModelParams, register
+
+GATE = {gate!r}
+
+
+@dataclass(frozen=True)
+class GatedParams(ModelParams):
+    pass
+
+
+class Gated(nn.Module):
+    def __init__(self, n_bins, n_classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(n_bins, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten())
+        self.head = nn.Linear(8, n_classes)
+        self.validated = False
+
+    def forward(self, x):
+        self.validated = self.validated or not self.training
+        while self.training and self.validated and os.path.exists(GATE):
+            time.sleep(0.2)
+        return self.head(self.net(x))
+
+
+@register("gated", GatedParams)
+def build(params, n_bins, n_classes):
+    return Gated(n_bins, n_classes)
 """
 
 
@@ -69,6 +107,9 @@ def test_a_running_search_is_visible_by_trial(tmp_path: Path) -> None:
     data = tmp_path / "data"
     make_layout(data, genres=("a", "b", "c"), per_split=(4, 2, 2), seconds=3.0)
     (tmp_path / "watch.yaml").write_text(SPACE)
+    gate = tmp_path / "gate"
+    gate.touch()
+    (tmp_path / "gated.py").write_text(GATED_PLUGIN.format(gate=str(gate)))
     token_file = tmp_path / "ray-auth-token"
     env = {
         **os.environ,
@@ -94,6 +135,9 @@ def test_a_running_search_is_visible_by_trial(tmp_path: Path) -> None:
         assert "watched" in [job.get("metadata", {}).get("job_name") for job in jobs]
         scraped = _wait_for(lambda: _scraped_for(metrics, names), search)
         assert "ray_genre_search_trials{" in scraped and 'status="running"' in scraped
+        time.sleep(5)  # Ray drops a gauge not recorded again within two export intervals (here 2 s)
+        assert _scraped_for(metrics, names), "a waiting trial's gauges left the endpoint"
+        gate.unlink()
         assert search.wait(timeout=400) == 0
     finally:
         search.kill()
