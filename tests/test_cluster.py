@@ -1,6 +1,7 @@
 """The search on a Ray cluster, for real: a two-node cluster on this machine (ray.cluster_utils),
 searches run against it with --address as subprocesses, trials on both nodes, a node lost mid-search,
 and a search whose storage is an S3 bucket (moto's server on 127.0.0.1) killed, resumed and reported.
+The first search's network is a plugin of the test's own, shipped to the nodes by Ray.
 
 Each node's worker processes record every HDF5 file they open (a sitecustomize.py wrapping
 `h5py.File`, on the node's PYTHONPATH): the features must reach trials through Ray's object store."""
@@ -35,7 +36,7 @@ from tests.conftest import make_layout, wait_for
 REPO = Path(__file__).resolve().parent.parent
 SPACE = """
 features: {{kind: mel, mel: {{n_bins: 32}}}}
-model: {{arch: cnn2d, cnn2d: {{depth: 2, channels: 4, dropout: {{uniform: [0.0, 0.3]}}}}}}
+{model}
 optimizer: {{name: adam, lr: {{loguniform: [1.0e-3, 3.0e-2]}}}}
 schedule: {{name: none}}
 training: {{segment_seconds: 1.0, segments_per_clip: {segments}, batch_size: 4}}
@@ -64,6 +65,32 @@ def _recorded(self, name, *args, **kwargs):
 
 
 h5py.File.__init__ = _recorded
+"""
+CNN2D = "model: {arch: cnn2d, cnn2d: {depth: 2, channels: 4, dropout: {uniform: [0.0, 0.3]}}}"
+# A network of the test's own (README "Search your own model"), in a folder no node has on its
+# path: Ray ships it with the job. Each build writes down the Ray node it ran on.
+PLUGIN = "plugins: [node_logged.py]\nmodel: {arch: node_logged, node_logged: {width: {choice: [4, 8]}}}"
+NODE_LOGGED_PLUGIN = """
+from dataclasses import dataclass
+
+import ray
+from torch import nn
+
+from models.registry import ModelParams, register
+
+
+@dataclass(frozen=True)
+class NodeLoggedParams(ModelParams):
+    width: int = 8
+
+
+@register("node_logged", NodeLoggedParams)
+def build(params, n_bins, n_classes):
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "no-ray"
+    with open({log!r}, "a") as log:
+        log.write(node + "\\n")
+    embed = nn.Sequential(nn.Conv1d(n_bins, params.width, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten())
+    return nn.Sequential(embed, nn.Linear(params.width, n_classes))
 """
 BUCKET = "genre-search-test"
 SLOW_SEGMENTS = 400
@@ -122,9 +149,9 @@ def _worker_node(cluster: Cluster, base: Path, name: str) -> ray._private.node.N
     return node
 
 
-def _space(base: Path, name: str, samples: int, epochs: int, segments: int = 2) -> Path:
+def _space(base: Path, name: str, samples: int, epochs: int, segments: int = 2, model: str = CNN2D) -> Path:
     path = base / f"{name}.yaml"
-    path.write_text(SPACE.format(samples=samples, epochs=epochs, segments=segments))
+    path.write_text(SPACE.format(model=model, samples=samples, epochs=epochs, segments=segments))
     return path
 
 
@@ -170,14 +197,16 @@ def _assert_opens_are_recorded(cluster: Cluster, node, name: str, base: Path) ->
 
 @pytest.mark.slow
 def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Path) -> None:
-    """Two trials at a time, one per node, features from the object store; the worker node is
-    removed after its trial's second epoch: that trial goes on on the head node from its
-    checkpoint, every epoch reported once. Then report.py on the result."""
+    """Two trials at a time, one per node, features from the object store, the network a plugin
+    file that Ray ships to the nodes; the worker node is removed after its trial's second epoch:
+    that trial goes on on the head node from its checkpoint, every epoch reported once. Then
+    report.py on the result."""
     worker = _worker_node(cluster, base, "worker-1")
     _assert_opens_are_recorded(cluster, worker, "worker-1", base)
     # Epochs of a second or two: a trial outlasts the start of the other node's worker (a trial
     # that ends at once lets one worker, reused from trial to trial, run them all).
-    space = _space(base, "lost", samples=2, epochs=6, segments=SLOW_SEGMENTS)
+    (base / "node_logged.py").write_text(NODE_LOGGED_PLUGIN.format(log=str(base / "plugin-builds.txt")))
+    space = _space(base, "lost", samples=2, epochs=6, segments=SLOW_SEGMENTS, model=PLUGIN)
     storage = base / "runs"
     args = ["--space", str(space), "--data", str(base / "data"), "--storage", str(storage), "--name", "lost"]
     folder = storage / "lost"
@@ -209,6 +238,8 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
     lost_at = moved[0].index(head)  # the first epoch after the loss
     assert lost_at >= 2 and set(moved[0][:lost_at]) == {worker.node_id} and set(moved[0][lost_at:]) == {head}
     assert _opened(base, "worker-1") == [] and _opened(base, "head") == []  # not one feature file opened
+    built_on = (base / "plugin-builds.txt").read_text().split()
+    assert worker.node_id in built_on and head in built_on, built_on  # the plugin network ran on both nodes
 
     reported = _run(["report.py", "--experiment", str(folder), "--seeds", "1"])
     assert reported.returncode == 0, reported.stderr[-3000:]
