@@ -311,9 +311,7 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=search.num_samples,
-            # A new trial reuses a finished trial's worker process: no new process, no imports of
-            # torch and the project again (seconds per trial on a small machine).
-            reuse_actors=True,
+            reuse_actors=search.reuse_workers,  # SearchSettings says why not by default
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
         ),

@@ -204,7 +204,7 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
     worker = _worker_node(cluster, base, "worker-1")
     _assert_opens_are_recorded(cluster, worker, "worker-1", base)
     # Epochs of a second or two: a trial outlasts the start of the other node's worker (a trial
-    # that ends at once lets one worker, reused from trial to trial, run them all).
+    # that ends at once lets one node run both in turn).
     (base / "node_logged.py").write_text(NODE_LOGGED_PLUGIN.format(log=str(base / "plugin-builds.txt")))
     space = _space(base, "lost", samples=2, epochs=6, segments=SLOW_SEGMENTS, model=PLUGIN)
     storage = base / "runs"

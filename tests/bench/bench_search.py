@@ -4,7 +4,9 @@ trial to the end, side by side in one run.
     python -m tests.bench.bench_search [--data DIR] [--trials N] [--max-epochs N] [--skip-overhead]
 
 Targets (issue 4): under 2 s of overhead per trial (wall time of a search of many short trials,
-times the trial slots, minus the time inside their epochs, per trial); ASHA at most 35% of the
+times the trial slots, minus the time inside their epochs, per trial), measured with a new worker
+per trial (the default, so that the dashboard names each worker after its trial) and with
+`search.reuse_workers: true` (the target's setting); ASHA at most 35% of the
 epochs of running every trial to max epochs, with the best validation accuracy each reached.
 """
 
@@ -45,16 +47,20 @@ def search(space: Path, data: str | None, storage: Path, name: str) -> tuple[pd.
 
 
 def overhead(data: str | None, storage: Path) -> None:
-    space = storage / "short.yaml"
-    space.write_text(SHORT_TRIALS)
-    board, metadata, wall = search(space, data, storage, "overhead")
-    slots = min(len(board), int((os.cpu_count() or 1) // metadata["search"]["cpus_per_trial"]))
-    per_trial = (wall * slots - board["epoch_seconds"].sum()) / len(board)
-    print(
-        f"overhead: {len(board)} trials of 2 short epochs in {wall:.1f} s on {slots} slot(s); "
-        f"time inside epochs {board['epoch_seconds'].sum():.1f} s"
-    )
-    print(f"  overhead per trial: {per_trial:.2f} s (target < 2 s)")
+    """The same short search with a new worker per trial (the default) and with reused workers."""
+    for reuse in (False, True):
+        space = storage / f"short-reuse-{reuse}.yaml"
+        space.write_text(
+            SHORT_TRIALS.replace("cpus_per_trial: 1", f"cpus_per_trial: 1, reuse_workers: {str(reuse).lower()}")
+        )
+        board, metadata, wall = search(space, data, storage, f"overhead-reuse-{reuse}")
+        slots = min(len(board), int((os.cpu_count() or 1) // metadata["search"]["cpus_per_trial"]))
+        per_trial = (wall * slots - board["epoch_seconds"].sum()) / len(board)
+        print(
+            f"overhead (search.reuse_workers: {str(reuse).lower()}): {len(board)} trials of 2 short epochs in "
+            f"{wall:.1f} s on {slots} slot(s); time inside epochs {board['epoch_seconds'].sum():.1f} s"
+        )
+        print(f"  overhead per trial: {per_trial:.2f} s (target < 2 s with reused workers)")
 
 
 def asha_against_fifo(data: str | None, storage: Path, trials: int | None, max_epochs: int | None) -> None:
