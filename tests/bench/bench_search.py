@@ -50,9 +50,9 @@ def overhead(data: str | None, storage: Path) -> None:
     """The same short search with a new worker per trial (the default) and with reused workers."""
     for reuse in (False, True):
         space = storage / f"short-reuse-{reuse}.yaml"
-        space.write_text(
-            SHORT_TRIALS.replace("cpus_per_trial: 1", f"cpus_per_trial: 1, reuse_workers: {str(reuse).lower()}")
-        )
+        raw = yaml.safe_load(SHORT_TRIALS)
+        raw["search"]["reuse_workers"] = reuse
+        space.write_text(yaml.safe_dump(raw))
         board, metadata, wall = search(space, data, storage, f"overhead-reuse-{reuse}")
         slots = min(len(board), int((os.cpu_count() or 1) // metadata["search"]["cpus_per_trial"]))
         per_trial = (wall * slots - board["epoch_seconds"].sum()) / len(board)
