@@ -68,9 +68,12 @@ h5py.File.__init__ = _recorded
 """
 CNN2D = "model: {arch: cnn2d, cnn2d: {depth: 2, channels: 4, dropout: {uniform: [0.0, 0.3]}}}"
 # A network of the test's own (README "Search your own model"), in a folder no node has on its
-# path: Ray ships it with the job. Each build writes down the Ray node it ran on.
+# path: Ray ships it with the job. Each build writes down the Ray node it ran on; after its second
+# validation a trial waits while the gate file exists, so the test removes a node at a known epoch.
 PLUGIN = "plugins: [node_logged.py]\nmodel: {arch: node_logged, node_logged: {width: {choice: [4, 8]}}}"
 NODE_LOGGED_PLUGIN = """
+import os
+import time
 from dataclasses import dataclass
 
 import ray
@@ -89,8 +92,22 @@ def build(params, n_bins, n_classes):
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "no-ray"
     with open({log!r}, "a") as log:
         log.write(node + "\\n")
-    embed = nn.Sequential(nn.Conv1d(n_bins, params.width, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten())
-    return nn.Sequential(embed, nn.Linear(params.width, n_classes))
+    return Gated(n_bins, params.width, n_classes)
+
+
+class Gated(nn.Module):
+    def __init__(self, n_bins, width, n_classes):
+        super().__init__()
+        embed = nn.Sequential(nn.Conv1d(n_bins, width, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten())
+        self.net = nn.Sequential(embed, nn.Linear(width, n_classes))
+        self.validations, self.was_training = 0, True
+
+    def forward(self, x):
+        self.validations += self.was_training and not self.training
+        self.was_training = self.training
+        while self.training and self.validations >= 2 and os.path.exists({gate!r}):
+            time.sleep(0.2)
+        return self.net(x)
 """
 BUCKET = "genre-search-test"
 SLOW_SEGMENTS = 400
@@ -165,14 +182,19 @@ def _rows(trial_dir: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def _stored_epochs(folder: Path) -> list[int]:
+    """Epochs in each trial's result.json in the storage (sorted; [] before both trials wrote one)."""
+    trials = experiments.trial_folders(folder) if folder.is_dir() else []
+    try:
+        stored = [len(_rows(trial)) for trial in trials if (trial / experiments.TRIAL_RESULT_FILE).is_file()]
+    except ValueError:  # a line caught while Ray wrote it
+        return []
+    return sorted(stored) if len(stored) == 2 else []
+
+
 def _opened(base: Path, node: str) -> list[str]:
     log = base / f"h5-opens-{node}.txt"
     return log.read_text().splitlines() if log.is_file() else []
-
-
-def _checkpoints(folder: Path) -> dict[str, int]:
-    """Checkpoints per trial folder: written at once by the trial, one per epoch reported."""
-    return {trial.name: len(list(trial.glob("checkpoint_*"))) for trial in experiments.trial_folders(folder)}
 
 
 def _assert_opens_are_recorded(cluster: Cluster, node, name: str, base: Path) -> None:
@@ -198,14 +220,18 @@ def _assert_opens_are_recorded(cluster: Cluster, node, name: str, base: Path) ->
 @pytest.mark.slow
 def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Path) -> None:
     """Two trials at a time, one per node, features from the object store, the network a plugin
-    file that Ray ships to the nodes; the worker node is removed after its trial's second epoch:
-    that trial goes on on the head node from its checkpoint, every epoch reported once. Then
-    report.py on the result."""
+    file that Ray ships to the nodes; the worker node is removed while its trial waits after its
+    second epoch (at the plugin's gate, once Ray's records in the storage hold both trials' two
+    epochs): that trial goes on on the head node from its checkpoint, every epoch reported once.
+    Then report.py on the result."""
     worker = _worker_node(cluster, base, "worker-1")
     _assert_opens_are_recorded(cluster, worker, "worker-1", base)
     # Epochs of a second or two: a trial outlasts the start of the other node's worker (a trial
     # that ends at once lets one node run both in turn).
-    (base / "node_logged.py").write_text(NODE_LOGGED_PLUGIN.format(log=str(base / "plugin-builds.txt")))
+    gate = base / "gate"
+    gate.touch()
+    plugin = NODE_LOGGED_PLUGIN.format(log=str(base / "plugin-builds.txt"), gate=str(gate))
+    (base / "node_logged.py").write_text(plugin)
     space = _space(base, "lost", samples=2, epochs=6, segments=SLOW_SEGMENTS, model=PLUGIN)
     storage = base / "runs"
     args = ["--space", str(space), "--data", str(base / "data"), "--storage", str(storage), "--name", "lost"]
@@ -217,9 +243,12 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        # Both trials at their second epoch: they run at once, so one on each node.
-        wait_for(lambda: len(_checkpoints(folder)) == 2 and min(_checkpoints(folder).values()) >= 2, driver)
+        # Both trials wait after their second epoch (they run at once, so one on each node), and
+        # Ray's records in the storage hold both epochs: a retried trial's result.json is restored
+        # from the storage, which lags the driver by seconds (epochs just before a loss go missing).
+        wait_for(lambda: _stored_epochs(folder) == [2, 2], driver)
         cluster.remove_node(worker)
+        gate.unlink()
         driver.wait(timeout=300)
     output = (base / "lost.log").read_text()
     assert driver.returncode == 0, output[-3000:]
