@@ -2,7 +2,8 @@
 equal epoch budget on the same machine, each with several search seeds.
 
     python -m tests.bench.bench_peers [--out DIR (bench-out/peers)] [--data DIR] [--epoch-budget N] [--seeds N]
-                                      [--retrain-seeds N] [--pruner median|hyperband] [--smoke]
+                                      [--retrain-seeds N] [--pruner median|hyperband] [--systems A,B,...]
+                                      [--smoke]
 
 The systems, all on the default space (spaces/cnn2d.yaml), its stores and the one `fit()`:
   ours          genre-search as shipped: Optuna's TPE and ASHA through Ray Tune (search/runner.py)
@@ -12,6 +13,9 @@ The systems, all on the default space (spaces/cnn2d.yaml), its stores and the on
                 sharing a journal-file study
   grid          the homework's way: segment 3/5 s x SGD/Adam x 3 learning rates, every trial to the
                 end, 2 worker processes, in an order shuffled by the search seed
+and, when `--systems` names them, variants of ours with other search settings (VARIANTS), the
+evidence for changing ours' defaults: ours-joint is ours with TPE's multivariate, group and
+constant-liar options.
 
 The budget: `--epoch-budget`, else the most epochs `ours` used over its seeds as shipped (it runs
 first); every other system stops there. Each epoch of each trial is recorded (when it ended, its
@@ -59,6 +63,8 @@ from training import TrialConfig, fit
 from training.config import trial_config
 
 SYSTEMS = ("ours", "ray-random", "optuna-tpe", "grid")
+# Ours with other `search` settings: candidates for its defaults, measured beside the peers.
+VARIANTS = {"ours-joint": {"tpe_multivariate": True, "tpe_constant_liar": True}}
 WORKERS = 2  # trials at once in every system: the Ray searches' 2 slots of 1 CPU on 2 cores
 # The grid's fixed values (parameter names as the space's Optuna trials name them); its axes are
 # the homework's suggestions: segment length, optimizer and a few learning rates.
@@ -92,6 +98,7 @@ class Bench:
     seeds: tuple[int, ...]
     retrain_seeds: int
     pruner: str
+    systems: tuple[str, ...] = SYSTEMS
     budget: int | None = None  # None until `ours` has run, without --epoch-budget
 
 
@@ -107,11 +114,13 @@ class SearchRecords:
 # --- the Ray Tune systems ----------------------------------------------------------------------
 
 
-def ray_search(bench: Bench, seed: int, searcher: str, storage: Path) -> SearchRecords:
-    """ours (tpe) or ray-random (random) through the project's runner. Without a budget, the
-    shipped search as it is; with one, trials enough to spend it and the runner's EpochBudget."""
+def ray_search(bench: Bench, seed: int, system: str, storage: Path) -> SearchRecords:
+    """ours, a variant of it, or ray-random (random) through the project's runner. Without a
+    budget, the shipped search as it is; with one, trials enough to spend it and the runner's
+    EpochBudget."""
     raw = yaml.safe_load(bench.space.read_text())
-    raw["search"].update(seed=seed, searcher=searcher)
+    searcher = "random" if system == "ray-random" else "tpe"
+    raw["search"].update(seed=seed, searcher=searcher, **VARIANTS.get(system, {}))
     if bench.budget is not None:
         raw["search"].update(num_samples=bench.budget, epoch_budget=bench.budget)
     space = storage / f"{searcher}-seed{seed}.yaml"
@@ -269,8 +278,8 @@ def _request(bench: Bench) -> SearchRequest:
 
 def run_system(bench: Bench, system: str, seed: int) -> SearchRecords:
     with tempfile.TemporaryDirectory(prefix=f"peers-{system}-") as storage:
-        if system in ("ours", "ray-random"):
-            return ray_search(bench, seed, "tpe" if system == "ours" else "random", Path(storage))
+        if system in ("ours", "ray-random", *VARIANTS):
+            return ray_search(bench, seed, system, Path(storage))
         return pool_search(bench, seed, system, Path(storage))
 
 
@@ -374,18 +383,20 @@ def prepared(args: argparse.Namespace) -> Bench:
         seeds, retrain_seeds = seeds[:1], 1
     space = out / "space.yaml"
     space.write_text(yaml.safe_dump(raw))
-    return Bench(space, data, out, seeds, retrain_seeds, args.pruner, args.epoch_budget)
+    return Bench(space, data, out, seeds, retrain_seeds, args.pruner, args.systems, args.epoch_budget)
 
 
 def run_all(bench: Bench) -> tuple[Bench, dict[str, list[SearchRecords]]]:
-    """Every system and seed, `ours` first: without --epoch-budget its largest use of epochs as
-    shipped is every other system's budget."""
-    results = {"ours": [searched(bench, "ours", seed) for seed in bench.seeds]}
+    """Every system and seed, in `bench.systems`' order; without --epoch-budget `ours` runs first
+    and its largest use of epochs as shipped is every other system's budget."""
+    results = {}
     if bench.budget is None:
+        results["ours"] = [searched(bench, "ours", seed) for seed in bench.seeds]
         bench = replace(bench, budget=max(len(result.records) for result in results["ours"]))
         print(f"budget: {bench.budget} epochs (the most ours used as shipped over its seeds)")
-    for system in SYSTEMS[1:]:
-        results[system] = [searched(bench, system, seed) for seed in bench.seeds]
+    for system in bench.systems:
+        if system not in results:
+            results[system] = [searched(bench, system, seed) for seed in bench.seeds]
     return bench, results
 
 
@@ -421,8 +432,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per system (default 3)")
     parser.add_argument("--retrain-seeds", type=int, default=3, help="retraining seeds of each best config (default 3)")
     parser.add_argument("--pruner", choices=("median", "hyperband"), default="median", help="optuna-tpe's pruner")
+    parser.add_argument(
+        "--systems",
+        type=lambda text: tuple(text.split(",")),
+        default=SYSTEMS,
+        help=f"comma-separated, in the table's order (default {','.join(SYSTEMS)}; variants: {','.join(VARIANTS)})",
+    )
     parser.add_argument("--smoke", action="store_true", help="everything end to end on a tiny set, in minutes")
     args = parser.parse_args()
+    unknown = sorted(set(args.systems) - set(SYSTEMS) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join([*SYSTEMS, *VARIANTS])})")
+    if args.epoch_budget is None and "ours" not in args.systems:
+        parser.error("--systems without ours needs --epoch-budget (ours as shipped sets the budget)")
     if args.seeds < 1 or args.retrain_seeds < 1 or (args.epoch_budget is not None and args.epoch_budget < 1):
         parser.error("--seeds, --retrain-seeds and --epoch-budget must be at least 1")
     bench, results = run_all(prepared(args))
