@@ -26,8 +26,9 @@ the only code that opens the test split.
 
 Writes under --out: records/<system>-seed<k>.csv (one row per epoch, with the curve) and .json
 (budget, wall time, best trial and every trial's config), retrain.json, summary.csv, anytime.png.
-A (system, seed) whose JSON is there with the same budget is read back, not run again, so a long
-run that was cut off continues. `--smoke` runs everything on a tiny synthetic set in minutes.
+A (system, seed) whose JSON is there with the same budget is read back, not run again, and so is a
+retraining of the same config and seed, so a long run that was cut off continues.
+`--smoke` runs everything on a tiny synthetic set in minutes.
 """
 
 from __future__ import annotations
@@ -347,21 +348,40 @@ def retrain(args: tuple[str, dict[str, Any], dict[str, str], int, int, str]) -> 
 
 
 def retrain_all(bench: Bench, configs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+    """Each system's best config retrained with `bench.retrain_seeds` seeds, two at a time; runs
+    in retrain.json of the same config and seed are read back, not run again."""
     stores = {setting.name: str(path) for setting, path in build_space_stores(_request(bench)).items()}
     max_epochs = int(yaml.safe_load(bench.space.read_text())["search"]["max_epochs"])
+    kept = _saved_retrains(bench.out / "retrain.json", configs)
     tasks = []
     for system, config in configs.items():
         out_dir = bench.out / "retrain" / system
         out_dir.mkdir(parents=True, exist_ok=True)
-        tasks += [(system, config, stores, max_epochs, seed, str(out_dir)) for seed in range(bench.retrain_seeds)]
+        seeds = [seed for seed in range(bench.retrain_seeds) if (system, seed) not in kept]
+        tasks += [(system, config, stores, max_epochs, seed, str(out_dir)) for seed in seeds]
     with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = list(pool.map(retrain, tasks))
+        runs = list(kept.values()) + list(pool.map(retrain, tasks))
+    runs = [run for run in runs if run[0] in configs and run[1] < bench.retrain_seeds]
     (bench.out / "retrain.json").write_text(
         json.dumps(
             {"configs": configs, "runs": [dict(zip(("system", "seed", "valid", "test"), r)) for r in runs]}, indent=1
         )
     )
     return {system: [test for name, _, _, test in runs if name == system] for system in configs}
+
+
+def _saved_retrains(path: Path, configs: dict[str, dict[str, Any]]) -> dict[tuple[str, int], tuple]:
+    """(system, seed) -> (system, seed, valid, test) of a saved run whose config is the one now."""
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    same = {
+        system
+        for system, config in configs.items()
+        if json.dumps(saved["configs"].get(system), sort_keys=True) == json.dumps(config, sort_keys=True)
+    }
+    runs = [(run["system"], run["seed"], run["valid"], run["test"]) for run in saved["runs"]]
+    return {(run[0], run[1]): run for run in runs if run[0] in same}
 
 
 # --- the command ---------------------------------------------------------------------------------
