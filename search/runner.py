@@ -8,6 +8,7 @@ import logging
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from models.plugins import load_recorded
 from search.leaderboard import summarize
 from search.progress import SearchProgress
 from search.ray_session import start_ray
-from search.space import Distribution, Space, load_space
+from search.space import Distribution, SearchSettings, Space, load_space
 from search.trainable import train_trial
 from training.config import TrainingConfig
 
@@ -300,7 +301,7 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
         space=SpaceSampler(space),
         metric=search.metric,
         mode="max",
-        sampler=_sampler(search.searcher, search.seed),
+        sampler=_sampler(search),
         study_name=experiment.name,
         storage=optuna.storages.RDBStorage(experiment.study_url),
     )
@@ -331,10 +332,17 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
     )
 
 
-def _sampler(searcher: str, seed: int) -> optuna.samplers.BaseSampler:
-    if searcher == "random":  # Ray Tune's own default, random search, on the same conditional space
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+def _sampler(search: SearchSettings) -> optuna.samplers.BaseSampler:
+    if search.searcher == "random":  # Ray Tune's own default, random search, on the same conditional space
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    with warnings.catch_warnings():  # Optuna marks multivariate, group and constant_liar experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=search.seed,
+            multivariate=search.tpe_multivariate,
+            group=search.tpe_multivariate,
+            constant_liar=search.tpe_constant_liar,
+        )
 
 
 def print_where_to_watch(experiment: experiments.Experiment) -> None:

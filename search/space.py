@@ -259,6 +259,12 @@ class SearchSettings:
     metric: Literal["valid_clip_acc"] = "valid_clip_acc"  # what ASHA and TPE maximise
     scheduler: Literal["asha", "fifo"] = "asha"  # fifo runs every trial to max_epochs (for comparison)
     searcher: Literal["tpe", "random"] = "tpe"  # random: Optuna's RandomSampler on the same space (for comparison)
+    # TPE's options for this kind of space (Optuna's TPESampler): multivariate models the chosen
+    # values jointly, one model per set of parameters that occur together (group=True: the space
+    # is conditional); constant_liar counts running trials as poor results, so that two workers
+    # do not propose the same region at once. Off: Optuna's defaults.
+    tpe_multivariate: bool = False
+    tpe_constant_liar: bool = False
     epoch_budget: int | None = None  # stop the whole search once its trials have run this many epochs in all
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.25  # only where CUDA is present: 0.25 lets four small CNNs share a GPU

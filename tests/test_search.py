@@ -28,7 +28,7 @@ from reporting.trials import load_trials
 from search import runner
 from search.ray_session import auth_token_file
 from search.runner import SearchRequest, run_search
-from search.space import load_space, parse_space
+from search.space import SearchSettings, load_space, parse_space
 from search.space_file import SPACES_DIR
 from tests.conftest import make_layout, wait_for, write_tone_clip
 
@@ -181,13 +181,36 @@ def test_epoch_budget_stops_the_whole_search_at_its_count_of_results() -> None:
 
 
 def test_searcher_random_is_optunas_random_sampler_on_the_same_space() -> None:
-    assert isinstance(runner._sampler("tpe", 0), optuna.samplers.TPESampler)
-    random_sampler = runner._sampler("random", 0)
+    assert isinstance(runner._sampler(SearchSettings()), optuna.samplers.TPESampler)
+    random_sampler = runner._sampler(SearchSettings(searcher="random"))
     assert isinstance(random_sampler, optuna.samplers.RandomSampler)
     space = load_space("cnn2d.yaml")
-    drawn = [space.suggest(optuna.create_study(sampler=runner._sampler("random", 5)).ask()) for _ in range(2)]
+    seeded = SearchSettings(searcher="random", seed=5)
+    drawn = [space.suggest(optuna.create_study(sampler=runner._sampler(seeded)).ask()) for _ in range(2)]
     assert drawn[0] == drawn[1]  # seeded: the same first config for the same seed
     assert drawn[0]["model"]["arch"] == "cnn2d"
+
+
+def test_tpe_options_reach_the_sampler_and_draw_the_conditional_space() -> None:
+    """multivariate (with group: the space is conditional) and constant_liar, off by default; on,
+    TPE models the values jointly, once past its random start-up trials, and draws valid configs
+    while other trials are still running."""
+    default = runner._sampler(SearchSettings())
+    assert (default._multivariate, default._group, default._constant_liar) == (False, False, False)
+    joint = runner._sampler(SearchSettings(tpe_multivariate=True, tpe_constant_liar=True))
+    assert (joint._multivariate, joint._group, joint._constant_liar) == (True, True, True)
+    space = load_space("cnn2d.yaml")
+    study = optuna.create_study(direction="maximize", sampler=joint)
+    running = []
+    for number in range(14):
+        trial = study.ask()
+        config = space.suggest(trial)
+        if number < 12:
+            study.tell(trial, config["optimizer"]["lr"])
+        else:
+            running.append(config)  # left running: constant_liar counts it as a poor result
+    assert all(config["model"]["arch"] == "cnn2d" for config in running)
+    assert [t.state for t in study.trials].count(optuna.trial.TrialState.RUNNING) == 2
 
 
 @pytest.mark.slow

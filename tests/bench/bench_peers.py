@@ -2,7 +2,8 @@
 equal epoch budget on the same machine, each with several search seeds.
 
     python -m tests.bench.bench_peers [--out DIR (bench-out/peers)] [--data DIR] [--epoch-budget N] [--seeds N]
-                                      [--retrain-seeds N] [--pruner median|hyperband] [--smoke]
+                                      [--retrain-seeds N] [--pruner median|hyperband] [--systems A,B,...]
+                                      [--smoke]
 
 The systems, all on the default space (spaces/cnn2d.yaml), its stores and the one `fit()`:
   ours          genre-search as shipped: Optuna's TPE and ASHA through Ray Tune (search/runner.py)
@@ -12,6 +13,9 @@ The systems, all on the default space (spaces/cnn2d.yaml), its stores and the on
                 sharing a journal-file study
   grid          the homework's way: segment 3/5 s x SGD/Adam x 3 learning rates, every trial to the
                 end, 2 worker processes, in an order shuffled by the search seed
+and, when `--systems` names them, variants of ours with other search settings (VARIANTS), the
+evidence for changing ours' defaults: ours-joint is ours with TPE's multivariate, group and
+constant-liar options.
 
 The budget: `--epoch-budget`, else the most epochs `ours` used over its seeds as shipped (it runs
 first); every other system stops there. Each epoch of each trial is recorded (when it ended, its
@@ -22,8 +26,9 @@ the only code that opens the test split.
 
 Writes under --out: records/<system>-seed<k>.csv (one row per epoch, with the curve) and .json
 (budget, wall time, best trial and every trial's config), retrain.json, summary.csv, anytime.png.
-A (system, seed) whose JSON is there with the same budget is read back, not run again, so a long
-run that was cut off continues. `--smoke` runs everything on a tiny synthetic set in minutes.
+A (system, seed) whose JSON is there with the same budget is read back, not run again, and so is a
+retraining of the same config and seed, so a long run that was cut off continues.
+`--smoke` runs everything on a tiny synthetic set in minutes.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ from training import TrialConfig, fit
 from training.config import trial_config
 
 SYSTEMS = ("ours", "ray-random", "optuna-tpe", "grid")
+# Ours with other `search` settings: candidates for its defaults, measured beside the peers.
+VARIANTS = {"ours-joint": {"tpe_multivariate": True, "tpe_constant_liar": True}}
 WORKERS = 2  # trials at once in every system: the Ray searches' 2 slots of 1 CPU on 2 cores
 # The grid's fixed values (parameter names as the space's Optuna trials name them); its axes are
 # the homework's suggestions: segment length, optimizer and a few learning rates.
@@ -92,6 +99,7 @@ class Bench:
     seeds: tuple[int, ...]
     retrain_seeds: int
     pruner: str
+    systems: tuple[str, ...] = SYSTEMS
     budget: int | None = None  # None until `ours` has run, without --epoch-budget
 
 
@@ -107,11 +115,13 @@ class SearchRecords:
 # --- the Ray Tune systems ----------------------------------------------------------------------
 
 
-def ray_search(bench: Bench, seed: int, searcher: str, storage: Path) -> SearchRecords:
-    """ours (tpe) or ray-random (random) through the project's runner. Without a budget, the
-    shipped search as it is; with one, trials enough to spend it and the runner's EpochBudget."""
+def ray_search(bench: Bench, seed: int, system: str, storage: Path) -> SearchRecords:
+    """ours, a variant of it, or ray-random (random) through the project's runner. Without a
+    budget, the shipped search as it is; with one, trials enough to spend it and the runner's
+    EpochBudget."""
     raw = yaml.safe_load(bench.space.read_text())
-    raw["search"].update(seed=seed, searcher=searcher)
+    searcher = "random" if system == "ray-random" else "tpe"
+    raw["search"].update(seed=seed, searcher=searcher, **VARIANTS.get(system, {}))
     if bench.budget is not None:
         raw["search"].update(num_samples=bench.budget, epoch_budget=bench.budget)
     space = storage / f"{searcher}-seed{seed}.yaml"
@@ -269,8 +279,8 @@ def _request(bench: Bench) -> SearchRequest:
 
 def run_system(bench: Bench, system: str, seed: int) -> SearchRecords:
     with tempfile.TemporaryDirectory(prefix=f"peers-{system}-") as storage:
-        if system in ("ours", "ray-random"):
-            return ray_search(bench, seed, "tpe" if system == "ours" else "random", Path(storage))
+        if system in ("ours", "ray-random", *VARIANTS):
+            return ray_search(bench, seed, system, Path(storage))
         return pool_search(bench, seed, system, Path(storage))
 
 
@@ -338,21 +348,40 @@ def retrain(args: tuple[str, dict[str, Any], dict[str, str], int, int, str]) -> 
 
 
 def retrain_all(bench: Bench, configs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
+    """Each system's best config retrained with `bench.retrain_seeds` seeds, two at a time; runs
+    in retrain.json of the same config and seed are read back, not run again."""
     stores = {setting.name: str(path) for setting, path in build_space_stores(_request(bench)).items()}
     max_epochs = int(yaml.safe_load(bench.space.read_text())["search"]["max_epochs"])
+    kept = _saved_retrains(bench.out / "retrain.json", configs)
     tasks = []
     for system, config in configs.items():
         out_dir = bench.out / "retrain" / system
         out_dir.mkdir(parents=True, exist_ok=True)
-        tasks += [(system, config, stores, max_epochs, seed, str(out_dir)) for seed in range(bench.retrain_seeds)]
+        seeds = [seed for seed in range(bench.retrain_seeds) if (system, seed) not in kept]
+        tasks += [(system, config, stores, max_epochs, seed, str(out_dir)) for seed in seeds]
     with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = list(pool.map(retrain, tasks))
+        runs = list(kept.values()) + list(pool.map(retrain, tasks))
+    runs = [run for run in runs if run[0] in configs and run[1] < bench.retrain_seeds]
     (bench.out / "retrain.json").write_text(
         json.dumps(
             {"configs": configs, "runs": [dict(zip(("system", "seed", "valid", "test"), r)) for r in runs]}, indent=1
         )
     )
     return {system: [test for name, _, _, test in runs if name == system] for system in configs}
+
+
+def _saved_retrains(path: Path, configs: dict[str, dict[str, Any]]) -> dict[tuple[str, int], tuple]:
+    """(system, seed) -> (system, seed, valid, test) of a saved run whose config is the one now."""
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    same = {
+        system
+        for system, config in configs.items()
+        if json.dumps(saved["configs"].get(system), sort_keys=True) == json.dumps(config, sort_keys=True)
+    }
+    runs = [(run["system"], run["seed"], run["valid"], run["test"]) for run in saved["runs"]]
+    return {(run[0], run[1]): run for run in runs if run[0] in same}
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -374,18 +403,20 @@ def prepared(args: argparse.Namespace) -> Bench:
         seeds, retrain_seeds = seeds[:1], 1
     space = out / "space.yaml"
     space.write_text(yaml.safe_dump(raw))
-    return Bench(space, data, out, seeds, retrain_seeds, args.pruner, args.epoch_budget)
+    return Bench(space, data, out, seeds, retrain_seeds, args.pruner, args.systems, args.epoch_budget)
 
 
 def run_all(bench: Bench) -> tuple[Bench, dict[str, list[SearchRecords]]]:
-    """Every system and seed, `ours` first: without --epoch-budget its largest use of epochs as
-    shipped is every other system's budget."""
-    results = {"ours": [searched(bench, "ours", seed) for seed in bench.seeds]}
+    """Every system and seed, in `bench.systems`' order; without --epoch-budget `ours` runs first
+    and its largest use of epochs as shipped is every other system's budget."""
+    results = {}
     if bench.budget is None:
+        results["ours"] = [searched(bench, "ours", seed) for seed in bench.seeds]
         bench = replace(bench, budget=max(len(result.records) for result in results["ours"]))
         print(f"budget: {bench.budget} epochs (the most ours used as shipped over its seeds)")
-    for system in SYSTEMS[1:]:
-        results[system] = [searched(bench, system, seed) for seed in bench.seeds]
+    for system in bench.systems:
+        if system not in results:
+            results[system] = [searched(bench, system, seed) for seed in bench.seeds]
     return bench, results
 
 
@@ -421,8 +452,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per system (default 3)")
     parser.add_argument("--retrain-seeds", type=int, default=3, help="retraining seeds of each best config (default 3)")
     parser.add_argument("--pruner", choices=("median", "hyperband"), default="median", help="optuna-tpe's pruner")
+    parser.add_argument(
+        "--systems",
+        type=lambda text: tuple(text.split(",")),
+        default=SYSTEMS,
+        help=f"comma-separated, in the table's order (default {','.join(SYSTEMS)}; variants: {','.join(VARIANTS)})",
+    )
     parser.add_argument("--smoke", action="store_true", help="everything end to end on a tiny set, in minutes")
     args = parser.parse_args()
+    unknown = sorted(set(args.systems) - set(SYSTEMS) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join([*SYSTEMS, *VARIANTS])})")
+    if args.epoch_budget is None and "ours" not in args.systems:
+        parser.error("--systems without ours needs --epoch-budget (ours as shipped sets the budget)")
     if args.seeds < 1 or args.retrain_seeds < 1 or (args.epoch_budget is not None and args.epoch_budget < 1):
         parser.error("--seeds, --retrain-seeds and --epoch-budget must be at least 1")
     bench, results = run_all(prepared(args))
