@@ -27,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> SearchRequest:
     )
     parser.add_argument("--num-samples", type=int, help="trials to run (overrides search.num_samples)")
     parser.add_argument("--max-epochs", type=int, help="epoch limit per trial (overrides search.max_epochs)")
+    parser.add_argument(
+        "--epoch-budget", type=int, help="end the search after this many epochs over all trials (search.epoch_budget)"
+    )
     parser.add_argument("--name", help="experiment name (default: the space's name and a timestamp)")
     parser.add_argument("--storage", help="folder or URI for experiments (default: runs/ in the project)")
     parser.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")

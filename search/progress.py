@@ -24,6 +24,7 @@ class Snapshot:
     counts: Counter  # status (search.metrics.STATUSES) -> trials
     best: float | None  # best validation clip accuracy of any trial so far
     best_trial: str | None
+    epochs: int = 0  # epochs reported by all trials so far
 
 
 def trial_status(trial: Any, max_epochs: int) -> str:
@@ -42,7 +43,8 @@ def snapshot(trials: Iterable[Any], max_epochs: int) -> Snapshot:
     counts = Counter(trial_status(trial, max_epochs) for trial in trials)
     scored = [(best_of(trial), str(trial)) for trial in trials if best_of(trial) is not None]
     best, best_trial = max(scored) if scored else (None, None)
-    return Snapshot(counts, best, best_trial)
+    epochs = sum((trial.last_result or {}).get("training_iteration", 0) for trial in trials)
+    return Snapshot(counts, best, best_trial, epochs)
 
 
 def best_of(trial: Any) -> float | None:
@@ -50,10 +52,11 @@ def best_of(trial: Any) -> float | None:
     return trial.metric_analysis.get(METRIC, {}).get("max")
 
 
-def progress_line(state: Snapshot, num_samples: int, elapsed: float) -> str:
+def progress_line(state: Snapshot, num_samples: int, elapsed: float, epoch_budget: int | None = None) -> str:
     """e.g. `[4m10s] 6/32 done (2 finished, 3 stopped early, 1 errored), 2 running | best 0.812
     cnn2d_adam_mel_1a2b | about 18m left`. The time left assumes the trials still to end take as
-    long, on average, as those that ended (ASHA's early stops make it a rough guess)."""
+    long, on average, as those that ended (ASHA's early stops make it a rough guess). With an
+    epoch budget, the epochs spent are shown and the time left assumes the rest run as fast."""
     counts = state.counts
     done = counts["finished"] + counts["stopped_early"] + counts["errored"]
     parts = [
@@ -62,7 +65,11 @@ def progress_line(state: Snapshot, num_samples: int, elapsed: float) -> str:
     ]
     if state.best is not None:
         parts.append(f"best {state.best:.3f} {state.best_trial}")
-    if 0 < done < num_samples:
+    if epoch_budget is not None:
+        parts.append(f"{state.epochs}/{epoch_budget} epochs")
+    if epoch_budget is not None and 0 < state.epochs < epoch_budget:
+        parts.append(f"about {_duration(elapsed * (epoch_budget - state.epochs) / state.epochs)} left")
+    elif 0 < done < num_samples:
         parts.append(f"about {_duration(elapsed * (num_samples - done) / done)} left")
     return " | ".join(parts)
 
@@ -77,10 +84,13 @@ class SearchProgress(Callback):
     """A Ray Tune callback on the driver: after each step of the search loop, the search's gauges;
     a progress line when a trial ended, else at most every PRINT_EVERY_SECONDS."""
 
-    def __init__(self, experiment: str, num_samples: int, max_epochs: int):
+    epoch_budget: int | None = None  # also for callbacks pickled before this attribute existed (resume)
+
+    def __init__(self, experiment: str, num_samples: int, max_epochs: int, epoch_budget: int | None = None):
         self.experiment = experiment
         self.num_samples = num_samples
         self.max_epochs = max_epochs
+        self.epoch_budget = epoch_budget
         self.setup()
 
     def setup(self, **info: Any) -> None:
@@ -102,5 +112,5 @@ class SearchProgress(Callback):
         done = state.counts["finished"] + state.counts["stopped_early"] + state.counts["errored"]
         now = time.monotonic()
         if done != self.printed_done or now - self.printed_at >= every:
-            print(progress_line(state, self.num_samples, now - self.started), flush=True)
+            print(progress_line(state, self.num_samples, now - self.started, self.epoch_budget), flush=True)
             self.printed_at, self.printed_done = now, done

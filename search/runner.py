@@ -57,6 +57,7 @@ class SearchRequest:
     resume: bool = False
     num_samples: int | None = None
     max_epochs: int | None = None
+    epoch_budget: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     build_stores_only: bool = False
@@ -146,11 +147,19 @@ def run_search(request: SearchRequest) -> SearchOutcome:
             results = tuner.fit()
         except KeyboardInterrupt:  # a second Ctrl-C, or one before Ray Tune took the signal over
             return SearchOutcome(experiment.local_dir, True, resume_command(experiment))
-    stopped = len(results) < space.search.num_samples or results.num_terminated + results.num_errors < len(results)
+    stopped = _stopped_early(results, space.search)
     _set_orphans_aside(experiment.local_dir, results)
     summarize(results, experiment.local_dir, space.search.max_epochs)
     remote.upload(experiment)
     return SearchOutcome(experiment.local_dir, stopped, resume_command(experiment))
+
+
+def _stopped_early(results: tune.ResultGrid, search: SearchSettings) -> bool:
+    """Interrupted with trials left to run; a search that spent its epoch budget has ended."""
+    spent = sum((result.metrics or {}).get("training_iteration", 0) for result in results)
+    if search.epoch_budget is not None and spent >= search.epoch_budget:
+        return False
+    return len(results) < search.num_samples or results.num_terminated + results.num_errors < len(results)
 
 
 def build_space_stores(request: SearchRequest) -> dict[FeatureSetting, Path]:
@@ -173,6 +182,7 @@ def _new(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset
     space = load_space(request.space).with_search(
         num_samples=request.num_samples,
         max_epochs=request.max_epochs,
+        epoch_budget=request.epoch_budget,
         cpus_per_trial=request.cpus_per_trial,
         gpus_per_trial=request.gpus_per_trial,
     )
@@ -327,7 +337,7 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
             # One progress line instead of Ray Tune's tables (a configuration table per trial).
             verbose=0,
             stop=EpochBudget(search.epoch_budget) if search.epoch_budget else None,
-            callbacks=[SearchProgress(experiment.name, search.num_samples, search.max_epochs)],
+            callbacks=[SearchProgress(experiment.name, search.num_samples, search.max_epochs, search.epoch_budget)],
         ),
     )
 

@@ -215,18 +215,19 @@ def test_tpe_options_reach_the_sampler_and_draw_the_conditional_space() -> None:
 
 @pytest.mark.slow
 def test_random_search_stops_at_its_epoch_budget(tiny_data: Path, tmp_path: Path) -> None:
+    """`--epoch-budget 5` (search.epoch_budget) ends the search; it has ended, not been interrupted,
+    so nothing asks to resume it."""
     space = tiny_space(tmp_path, num_samples=8, max_epochs=3)
-    space.write_text(
-        space.read_text().replace("cpus_per_trial: 1}", "cpus_per_trial: 1, searcher: random, epoch_budget: 5}")
-    )
+    space.write_text(space.read_text().replace("cpus_per_trial: 1}", "cpus_per_trial: 1, searcher: random}"))
+    request = search_command.parse_args(["--space", str(space), "--data", str(tiny_data), "--epoch-budget", "5"])
     try:
-        outcome = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="budget"))
+        outcome = run_search(dataclasses.replace(request, storage=str(tmp_path), name="budget"))
     finally:
         ray.shutdown()
     board = pd.read_csv(outcome.local_dir / "leaderboard.csv")
     # Ray stops every trial once 5 results are in; one of the other slot may already be on its way.
     assert 5 <= board["epochs"].sum() <= 6
-    assert len(board) < 8 and outcome.stopped
+    assert len(board) < 8 and not outcome.stopped
 
 
 # A config failure not retried (issue 12.10): tests/test_report_outcomes.py, whose errored trials

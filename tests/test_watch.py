@@ -100,6 +100,9 @@ def test_progress_line_counts_trials_by_status_with_the_best_so_far() -> None:
     assert line == (
         "[2m30s] 3/10 done (1 finished, 1 stopped early, 1 errored), 1 running | best 0.750 b | about 5m50s left"
     )
+    # With an epoch budget: 13 of 40 epochs in 150 s, the other 27 in about 311 s more.
+    line = progress_line(snapshot(trials, max_epochs=8), num_samples=10, elapsed=150.0, epoch_budget=40)
+    assert line.endswith("| best 0.750 b | 13/40 epochs | about 5m11s left")
 
 
 @pytest.mark.slow

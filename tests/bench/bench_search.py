@@ -71,7 +71,8 @@ def asha_against_fifo(data: str | None, storage: Path, trials: int | None, max_e
     max_epochs = max_epochs or raw["search"]["max_epochs"]
     results = {}
     for scheduler in ("asha", "fifo"):
-        raw["search"].update(num_samples=trials, max_epochs=max_epochs, scheduler=scheduler)
+        # the same trials for both, each as long as its scheduler lets it: no budget over all trials
+        raw["search"].update(num_samples=trials, max_epochs=max_epochs, scheduler=scheduler, epoch_budget=None)
         space = storage / f"cnn2d-{scheduler}.yaml"
         space.write_text(yaml.safe_dump(raw))
         results[scheduler] = search(space, data, storage, scheduler)
