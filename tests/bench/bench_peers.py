@@ -65,7 +65,6 @@ from training import TrialConfig, fit
 from training.config import trial_config
 
 SYSTEMS = ("ours", "ray-random", "optuna-tpe", "grid")
-# Ours with other `search` settings: candidates for its defaults, measured beside the peers.
 # Variants of ours, each one change of its search settings, measured beside the peers: TPE's
 # options for a conditional space searched two trials at a time; ASHA's first rung at epoch 1, the
 # default until the records showed it stopping half the trials on accuracies near chance, which
