@@ -305,22 +305,26 @@ def _tuner(
     return _new_tuner(trainable, space, experiment)
 
 
+def searcher(space: Space, study_name: str, storage: optuna.storages.BaseStorage) -> ResumableOptunaSearch:
+    """TPE (or random search) on the space's define-by-run function, search.first_trials queued first."""
+    return ResumableOptunaSearch(
+        space=SpaceSampler(space),
+        metric=space.search.metric,
+        mode="max",
+        sampler=_sampler(space.search),
+        points_to_evaluate=space.first_trial_params() or None,
+        study_name=study_name,
+        storage=storage,
+    )
+
+
 def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment) -> tune.Tuner:
     search = space.search
-    searcher = ResumableOptunaSearch(
-        space=SpaceSampler(space),
-        metric=search.metric,
-        mode="max",
-        sampler=_sampler(search),
-        study_name=experiment.name,
-        storage=optuna.storages.RDBStorage(experiment.study_url),
-    )
-    scheduler = _scheduler(space)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
+            search_alg=searcher(space, experiment.name, optuna.storages.RDBStorage(experiment.study_url)),
+            scheduler=_scheduler(space),
             num_samples=search.num_samples,
             reuse_actors=search.reuse_workers,  # SearchSettings says why not by default
             trial_name_creator=trial_name,

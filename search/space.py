@@ -54,6 +54,18 @@ class Distribution:
             return trial.suggest_int(name, self.args[0], self.args[1], step=step)
         return trial.suggest_float(name, self.args[0], self.args[1], log=self.kind == "loguniform")
 
+    def fixed(self, value: Any, where: str) -> Any:
+        """`value` as Optuna stores it when a trial is enqueued with it (search.first_trials),
+        checked to be one this distribution can draw."""
+        if self.kind == "choice":
+            require(value in self.args, where, value, f"is not one of the choices {list(self.args)}")
+            scalar = all(arg is None or isinstance(arg, (bool, int, float, str)) for arg in self.args)
+            return value if scalar else str(value)
+        number = isinstance(value, int if self.kind == "int" else (int, float)) and not isinstance(value, bool)
+        low, high = self.args[:2]
+        require(number and low <= value <= high, where, value, f"is not in {self.kind} [{low}, {high}]")
+        return value
+
     def candidates(self) -> list[Any]:
         """Values to check before any trial runs: every option, or both ends of a range."""
         return list(self.args) if self.kind == "choice" else list(self.args[:2])
@@ -139,6 +151,13 @@ class SectionSpace:
         branch = self.branches.get(option, {})
         resolved.update({key: draw(f"{self.name}.{option}.{key}", v) for key, v in branch.items()})
         return self.shape(resolved)
+
+    def parameters(self) -> dict[str, Distribution]:
+        """Each distribution of this section by the name Optuna gives it (`optimizer.sgd.momentum`)."""
+        named = {f"{self.name}.{key}": value for key, value in self.values.items()}
+        for option, keys in self.branches.items():
+            named.update({f"{self.name}.{option}.{key}": value for key, value in keys.items()})
+        return {name: value for name, value in named.items() if isinstance(value, Distribution)}
 
     def keys_of(self, option: Any) -> dict[str, tuple[str, Any]]:
         """Each key that applies when the selector is `option`, but the selector: (where the
@@ -265,6 +284,10 @@ class SearchSettings:
     # do not propose the same region at once. Off: Optuna's defaults.
     tpe_multivariate: bool = False
     tpe_constant_liar: bool = False
+    # Trials run first, before TPE draws: values you trust (the homework's recipe, your notebook's
+    # best), each a mapping of searched parameters (`optimizer.lr: 0.003`); the ones a trial
+    # leaves out are drawn as usual. Ray Tune's points_to_evaluate, Optuna's enqueue_trial.
+    first_trials: tuple[Any, ...] = ()
     epoch_budget: int | None = None  # stop the whole search once its trials have run this many epochs in all
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.25  # only where CUDA is present: 0.25 lets four small CNNs share a GPU
@@ -302,6 +325,23 @@ class Space:
         config = {name: section.suggest(trial) for name, section in self.sections.items()}
         config["training"]["max_epochs"] = self.search.max_epochs
         return config
+
+    def parameters(self) -> dict[str, Distribution]:
+        """Every distribution of the space by the name Optuna gives it."""
+        return {name: value for section in self.sections.values() for name, value in section.parameters().items()}
+
+    def first_trial_params(self) -> list[dict[str, Any]]:
+        """search.first_trials as Optuna's enqueued params, each checked against the space."""
+        parameters = self.parameters()
+        points = []
+        for index, point in enumerate(self.search.first_trials):
+            where = f"search.first_trials[{index}]"
+            require(isinstance(point, dict) and point, where, point, "must be a mapping of searched parameters")
+            for name in point:
+                searched = f"is not a searched parameter (searched: {', '.join(parameters)})"
+                require(name in parameters, f"{where}", name, searched)
+            points.append({name: parameters[name].fixed(value, f"{where}.{name}") for name, value in point.items()})
+        return points
 
     def feature_settings(self) -> list[FeatureSetting]:
         """Every feature setting a trial can get: one store each."""
@@ -370,6 +410,7 @@ def parse_space(raw: dict[str, Any], path: Path, plugins_dir: Path | None = None
             _check_combinations(section)
         space = Space(path, sections, from_dict(SearchSettings, raw.get("search"), "search"), plugins)
         space.feature_settings()
+        space.first_trial_params()
         _check_plugin_models(space)
     except UserError as err:
         raise UserError(f"{path}: {err}") from err

@@ -7,6 +7,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import optuna
 import pandas as pd
 import pytest
 import ray
+import yaml
 
 import run_search as search_command
 from common import experiment as experiments
@@ -33,13 +35,15 @@ from search.space_file import SPACES_DIR
 from tests.conftest import make_layout, wait_for, write_tone_clip
 
 REPO = Path(__file__).resolve().parent.parent
+# reuse_workers: a trial runs in a finished trial's worker process, seconds less per trial than a new
+# process importing torch (only the dashboard's worker names, tested in test_watch, need new ones).
 TINY_SPACE = """
 features: {kind: mel, mel: {n_bins: 32}FEATURES}
 model: {arch: cnn2d, cnn2d: {depth: 2, channels: {choice: [4, 8]}, dropout: {uniform: [0.0, 0.3]}}}
 optimizer: {name: {choice: [adam, sgd]}, lr: {loguniform: [1.0e-3, 3.0e-2]}, sgd: {momentum: 0.9}}
 schedule: {name: none}
 training: {segment_seconds: 1.0, segments_per_clip: 2, batch_size: 4}
-search: {num_samples: NUM, max_epochs: EPOCHS, grace_period: 1, reduction_factor: 2, cpus_per_trial: 1}
+search: {num_samples: NUM, max_epochs: EPOCHS, grace_period: 1, reduction_factor: 2, cpus_per_trial: 1, reuse_workers: true}
 """
 
 
@@ -189,6 +193,31 @@ def test_searcher_random_is_optunas_random_sampler_on_the_same_space() -> None:
     drawn = [space.suggest(optuna.create_study(sampler=runner._sampler(seeded)).ask()) for _ in range(2)]
     assert drawn[0] == drawn[1]  # seeded: the same first config for the same seed
     assert drawn[0]["model"]["arch"] == "cnn2d"
+
+
+def test_first_trials_run_first_with_their_values_and_the_rest_drawn(tmp_path: Path) -> None:
+    """search.first_trials: the searcher's first configs carry the given values (the others drawn
+    from the space), then TPE goes on; a name or value the space cannot draw is one line naming it."""
+    raw = yaml.safe_load((SPACES_DIR / "cnn2d.yaml").read_text())
+    raw["search"]["first_trials"] = [
+        {"optimizer.name": "sgd", "optimizer.lr": 0.01, "optimizer.sgd.momentum": 0.9, "training.segment_seconds": 3.0}
+    ]
+    space = parse_space(raw, tmp_path / "first.yaml")
+    searcher = runner.searcher(space, "first", optuna.storages.InMemoryStorage())
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    assert (first["optimizer"]["name"], first["optimizer"]["lr"], first["optimizer"]["momentum"]) == ("sgd", 0.01, 0.9)
+    assert first["training"]["segment_seconds"] == 3.0
+    assert first["model"]["arch"] == "cnn2d" and 0.0 <= first["model"]["params"]["dropout"] <= 0.5
+    assert second != first
+    for point, message in [
+        ({"optimizer.learning_rate": 0.01}, "search.first_trials[0]: 'optimizer.learning_rate' is not a searched"),
+        ({"optimizer.lr": 0.5}, "search.first_trials[0].optimizer.lr: 0.5 is not in loguniform [0.0003, 0.03]"),
+        ({"model.cnn2d.channels": 12}, "search.first_trials[0].model.cnn2d.channels: 12 is not one of the choices"),
+        ({"training.batch_size": 16}, "search.first_trials[0]: 'training.batch_size' is not a searched"),
+    ]:
+        raw["search"]["first_trials"] = [point]
+        with pytest.raises(UserError, match=re.escape(message)):
+            parse_space(raw, tmp_path / "first.yaml")
 
 
 def test_tpe_options_reach_the_sampler_and_draw_the_conditional_space() -> None:
