@@ -43,7 +43,8 @@ model: {arch: cnn2d, cnn2d: {depth: 2, channels: {choice: [4, 8]}, dropout: {uni
 optimizer: {name: {choice: [adam, sgd]}, lr: {loguniform: [1.0e-3, 3.0e-2]}, sgd: {momentum: 0.9}}
 schedule: {name: none}
 training: {segment_seconds: 1.0, segments_per_clip: 2, batch_size: 4}
-search: {num_samples: NUM, max_epochs: EPOCHS, grace_period: 1, reduction_factor: 2, cpus_per_trial: 1, reuse_workers: true}
+search: {num_samples: NUM, max_epochs: EPOCHS, grace_period: 1, reduction_factor: 2, cpus_per_trial: 1,
+         reuse_workers: true}
 """
 
 
