@@ -103,7 +103,6 @@ VARIANTS = {
 WORKERS = 2  # trials at once in every system: the Ray searches' 2 slots of 1 CPU on 2 cores
 
 
-
 @dataclass(frozen=True)
 class Bench:
     space: Path  # the space file every system searches (a copy of cnn2d.yaml, smaller with --smoke)
