@@ -34,15 +34,13 @@ from search.trainable import NODE_ID
 from tests.conftest import make_layout, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-# reuse_workers: a trial runs in a finished trial's worker process, seconds less per trial than a new
-# process importing torch (only the dashboard's worker names, tested in test_watch, need new ones).
 SPACE = """
 features: {{kind: mel, mel: {{n_bins: 32}}}}
 {model}
 optimizer: {{name: adam, lr: {{loguniform: [1.0e-3, 3.0e-2]}}}}
 schedule: {{name: none}}
 training: {{segment_seconds: 1.0, segments_per_clip: {segments}, batch_size: 4}}
-search: {{num_samples: {samples}, max_epochs: {epochs}, scheduler: fifo, cpus_per_trial: 1, reuse_workers: true}}
+search: {{num_samples: {samples}, max_epochs: {epochs}, scheduler: fifo, cpus_per_trial: 1}}
 """
 # Ray notices a lost node after health checks fail: seconds here instead of Ray's 30 or so.
 FAST_HEALTH_CHECKS = {
