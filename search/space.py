@@ -44,9 +44,8 @@ class Distribution:
 
     def suggest(self, trial: Any, name: str) -> Any:
         if self.kind == "choice":
-            if all(arg is None or isinstance(arg, (bool, int, float, str)) for arg in self.args):
+            if self._scalar_choices():
                 return trial.suggest_categorical(name, list(self.args))
-            # Optuna stores only scalar choices: ranges like [-2, 2] are chosen by their text.
             by_text = {str(arg): arg for arg in self.args}
             return by_text[trial.suggest_categorical(name, list(by_text))]
         if self.kind == "int":
@@ -59,12 +58,15 @@ class Distribution:
         checked to be one this distribution can draw."""
         if self.kind == "choice":
             require(value in self.args, where, value, f"is not one of the choices {list(self.args)}")
-            scalar = all(arg is None or isinstance(arg, (bool, int, float, str)) for arg in self.args)
-            return value if scalar else str(value)
+            return value if self._scalar_choices() else str(value)
         number = isinstance(value, int if self.kind == "int" else (int, float)) and not isinstance(value, bool)
         low, high = self.args[:2]
         require(number and low <= value <= high, where, value, f"is not in {self.kind} [{low}, {high}]")
         return value
+
+    def _scalar_choices(self) -> bool:
+        """Optuna stores only scalar choices: others (ranges like [-2, 2]) are chosen by their text."""
+        return all(arg is None or isinstance(arg, (bool, int, float, str)) for arg in self.args)
 
     def candidates(self) -> list[Any]:
         """Values to check before any trial runs: every option, or both ends of a range."""
@@ -333,13 +335,13 @@ class Space:
     def first_trial_params(self) -> list[dict[str, Any]]:
         """search.first_trials as Optuna's enqueued params, each checked against the space."""
         parameters = self.parameters()
+        searched = f"is not a searched parameter (searched: {', '.join(parameters)})"
         points = []
         for index, point in enumerate(self.search.first_trials):
             where = f"search.first_trials[{index}]"
             require(isinstance(point, dict) and point, where, point, "must be a mapping of searched parameters")
             for name in point:
-                searched = f"is not a searched parameter (searched: {', '.join(parameters)})"
-                require(name in parameters, f"{where}", name, searched)
+                require(name in parameters, where, name, searched)
             points.append({name: parameters[name].fixed(value, f"{where}.{name}") for name, value in point.items()})
         return points
 
