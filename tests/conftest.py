@@ -3,6 +3,7 @@ split lists, class folders without them, and manifests."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -17,12 +18,23 @@ import soundfile
 RATE = 22050
 
 
+@pytest.fixture(scope="session")
+def ray_token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Ray token file for the whole session (a process keeps the first token it reads, so a
+    later test's own file would not match its new Ray's), written before any Ray starts: `ray.init`
+    refuses a token path whose file is missing, and not every test starts Ray the way a search does."""
+    path = tmp_path_factory.getbasetemp() / "ray-auth-token"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))  # as Ray makes one: 256 random bits in hex
+        path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(autouse=True)
-def one_ray_token_and_no_ray_left(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Every test's Ray uses one token file for the whole session (a process keeps the first token
-    it reads, so a later test's own file would not match its new Ray's), and a test that started Ray
-    in this process leaves none running for the next (whose `ray.init` would fail)."""
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path_factory.getbasetemp() / "ray-auth-token"))
+def one_ray_token_and_no_ray_left(ray_token_file: Path, monkeypatch: pytest.MonkeyPatch):
+    """Every test's Ray uses the session's token file, and a test that started Ray in this process
+    leaves none running for the next (whose `ray.init` would fail)."""
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(ray_token_file))
     yield
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         sys.modules["ray"].shutdown()

@@ -1,5 +1,5 @@
 """An experiment at a URI (common.remote), through pyarrow's filesystems as with S3: here a
-file:// URI, so no server is needed (tests/test_cluster.py runs a real S3-compatible one)."""
+file:// URI, so no server is needed (tests/cluster/test_bucket.py runs a real S3-compatible one)."""
 
 from __future__ import annotations
 
