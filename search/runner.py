@@ -356,6 +356,7 @@ def _sampler(search: SearchSettings) -> optuna.samplers.BaseSampler:
             multivariate=search.tpe_multivariate,
             group=search.tpe_multivariate,
             constant_liar=search.tpe_constant_liar,
+            n_startup_trials=search.tpe_startup_trials,
         )
 
 

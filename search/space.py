@@ -286,6 +286,9 @@ class SearchSettings:
     # do not propose the same region at once. Off: Optuna's defaults.
     tpe_multivariate: bool = False
     tpe_constant_liar: bool = False
+    # Finished trials TPE needs before it models anything (Optuna's n_startup_trials; before
+    # them, random draws). Queued first trials count among them.
+    tpe_startup_trials: int = 10
     # Trials run first, before TPE draws: values you trust (the homework's recipe, your notebook's
     # best), each a mapping of searched parameters (`optimizer.lr: 0.003`); the ones a trial
     # leaves out are drawn as usual. Ray Tune's points_to_evaluate, Optuna's enqueue_trial.
@@ -303,7 +306,7 @@ class SearchSettings:
     # make Ray force an experiment snapshot every few short epochs (and warn about it)
 
     def __post_init__(self) -> None:
-        for key in ("num_samples", "max_epochs", "grace_period", "keep_checkpoints"):
+        for key in ("num_samples", "max_epochs", "grace_period", "keep_checkpoints", "tpe_startup_trials"):
             require(getattr(self, key) >= 1, f"search.{key}", getattr(self, key), "must be at least 1")
         above = f"is above search.max_epochs {self.max_epochs}"
         require(self.grace_period <= self.max_epochs, "search.grace_period", self.grace_period, above)

@@ -101,6 +101,7 @@ def test_every_key_of_shipped_spaces_is_commented() -> None:
         ({"features": {"hop_length": {"uniform": [256, 512]}}}, "features.hop_length"),
         ({"search": {"num_samples": 0}}, "search.num_samples"),
         ({"search": {"epoch_budget": 0}}, "search.epoch_budget"),
+        ({"search": {"tpe_startup_trials": 0}}, "search.tpe_startup_trials"),
         ({"search": {"searcher": "grid"}}, "search.searcher"),
         ({"optimizer": {"lr": {"normal": [0, 1]}}}, "optimizer.lr"),
     ],
@@ -227,8 +228,10 @@ def test_tpe_options_reach_the_sampler_and_draw_the_conditional_space() -> None:
     while other trials are still running."""
     default = runner._sampler(SearchSettings())
     assert (default._multivariate, default._group, default._constant_liar) == (False, False, False)
-    joint = runner._sampler(SearchSettings(tpe_multivariate=True, tpe_constant_liar=True))
+    assert default._n_startup_trials == 10  # Optuna's default
+    joint = runner._sampler(SearchSettings(tpe_multivariate=True, tpe_constant_liar=True, tpe_startup_trials=5))
     assert (joint._multivariate, joint._group, joint._constant_liar) == (True, True, True)
+    assert joint._n_startup_trials == 5
     space = load_space("cnn2d.yaml")
     study = optuna.create_study(direction="maximize", sampler=joint)
     running = []

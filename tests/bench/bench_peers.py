@@ -101,6 +101,7 @@ RECIPE.update({"optimizer.name": "adam", "optimizer.lr": 3e-3, "training.segment
 VARIANTS = {
     "ours-first1": {"first_trials": [RECIPE]},
     "ours-nofirst": NO_FIRST,
+    "ours-startup5": {"tpe_startup_trials": 5},
     "ours-joint": {**NO_FIRST, "tpe_multivariate": True, "tpe_constant_liar": True},
     "ours-grace1": {**NO_FIRST, "grace_period": 1},
     "ours-joint-grace1": {**NO_FIRST, "tpe_multivariate": True, "tpe_constant_liar": True, "grace_period": 1},
