@@ -102,10 +102,14 @@ VARIANTS = {
     "ours-first1": {"first_trials": [RECIPE]},
     "ours-nofirst": NO_FIRST,
     "ours-startup5": {"tpe_startup_trials": 5},
+    "ours-seeded": {},
     "ours-joint": {**NO_FIRST, "tpe_multivariate": True, "tpe_constant_liar": True},
     "ours-grace1": {**NO_FIRST, "grace_period": 1},
     "ours-joint-grace1": {**NO_FIRST, "tpe_multivariate": True, "tpe_constant_liar": True, "grace_period": 1},
 }
+# Variants whose trials train with the search seed, as the grid's do (the others train with the
+# space's training.seed, 0, in every search): each search of the same configs is another draw.
+SEEDED_TRAINING = {"ours-seeded"}
 WORKERS = 2  # trials at once in every system: the Ray searches' 2 slots of 1 CPU on 2 cores
 
 
@@ -140,6 +144,8 @@ def ray_search(bench: Bench, seed: int, system: str, storage: Path) -> SearchRec
     raw = yaml.safe_load(bench.space.read_text())
     searcher = "random" if system == "ray-random" else "tpe"
     raw["search"].update(seed=seed, searcher=searcher, **VARIANTS.get(system, {}))
+    if system in SEEDED_TRAINING:
+        raw["training"]["seed"] = seed
     if bench.budget is not None:
         raw["search"].update(num_samples=bench.budget, epoch_budget=bench.budget)
     space = storage / f"{searcher}-seed{seed}.yaml"
