@@ -126,8 +126,11 @@ def draw(bands: Mapping[str, pd.DataFrame], curves: Mapping[str, list[pd.DataFra
     import matplotlib.pyplot as plt
 
     figure, (by_epochs, by_seconds) = plt.subplots(1, 2, figsize=(12, 4.5))
+    # Matplotlib's default cycle repeats after 10 colours: tab20's strong ten first, then its pale ones.
+    pairs = plt.get_cmap("tab20").colors
+    colors = pairs[0::2] + pairs[1::2]
     for index, (system, band) in enumerate(bands.items()):
-        color = f"C{index}"
+        color = colors[index % len(colors)]
         by_epochs.plot(band["epochs_spent"], band["mean"], color=color, label=system, drawstyle="steps-post")
         by_epochs.fill_between(band["epochs_spent"], band["min"], band["max"], color=color, alpha=0.2, step="post")
         for seed, curve in enumerate(curves[system]):
