@@ -13,11 +13,14 @@ The systems, all on the default space (spaces/cnn2d.yaml), its stores and the on
                 sharing a journal-file study
   grid          the homework's way: segment 3/5 s x SGD/Adam x 3 learning rates, every trial to the
                 end, 2 worker processes, in an order shuffled by the search seed
-and, when `--systems` names them, variants of ours with other search settings (VARIANTS), the
-evidence for changing ours' defaults: ours-first1 queues only the first of the space file's two
-first trials (the default before 2026-12-05), ours-nofirst none; ours-joint is ours with TPE's
-multivariate, group and constant-liar options, ours-grace1 ours with ASHA's first rung at epoch 1
-(the default before 2026-12-04), ours-joint-grace1 both (these three without first trials).
+Every system trains its trials with the space's `training.seed` (0), whatever the search seed, so
+that a config scores the same in every system. When `--systems` names them, variants: of ours with
+other search settings (VARIANTS), the evidence for changing ours' defaults: ours-first1 queues only
+the first of the space file's two first trials (the default before 2026-12-05), ours-nofirst none;
+ours-joint is ours with TPE's multivariate, group and constant-liar options, ours-grace1 ours with
+ASHA's first rung at epoch 1 (the default before 2026-12-04), ours-joint-grace1 both (these three
+without first trials); and ours-seeded and grid-seeded (SEEDED_TRAINING), whose trials train with
+the search seed instead (the grid's way until 2026-12-07).
 
 The budget: `--epoch-budget`, else the most epochs `ours` used over its seeds as shipped (it runs
 first); every other system stops there. Each epoch of each trial is recorded (when it ended, its
@@ -88,6 +91,7 @@ GRID_FIXED = {
     "augment.mixup_alpha": 0.0,
 }
 SYSTEMS = ("ours", "ray-random", "optuna-tpe", "grid")
+GRIDS = ("grid", "grid-seeded")  # the second is a variant, like those of ours below
 # Variants of ours, each one change of its search settings, measured beside the peers: with one
 # first trial (the recipe at 3 s: the default before the 5 s one was queued too) or none; TPE's
 # options for a conditional space searched two trials at a time; ASHA's first rung at epoch 1, the
@@ -107,9 +111,10 @@ VARIANTS = {
     "ours-grace1": {**NO_FIRST, "grace_period": 1},
     "ours-joint-grace1": {**NO_FIRST, "tpe_multivariate": True, "tpe_constant_liar": True, "grace_period": 1},
 }
-# Variants whose trials train with the search seed, as the grid's do (the others train with the
-# space's training.seed, 0, in every search): each search of the same configs is another draw.
-SEEDED_TRAINING = {"ours-seeded"}
+# Variants whose trials train with the search seed (the others train with the space's
+# training.seed, 0, in every search): each search of the same configs is another training draw.
+SEEDED_TRAINING = {"ours-seeded", "grid-seeded"}
+VARIANT_NAMES = (*VARIANTS, *GRIDS[1:])
 WORKERS = 2  # trials at once in every system: the Ray searches' 2 slots of 1 CPU on 2 cores
 
 
@@ -249,31 +254,32 @@ def grid_trial(job: PoolJob, key: str, config: dict, records) -> None:
         _fit_recorded(job, key, config, records)
 
 
-def grid_configs(space_path: str, seed: int) -> dict[str, dict[str, Any]]:
+def grid_configs(space_path: str, seed: int, seeded_training: bool) -> dict[str, dict[str, Any]]:
     """The grid's configs, drawn from the space itself through Optuna's FixedTrial, in an order
-    shuffled by the search seed (which also seeds each trial's training)."""
+    shuffled by the search seed (which also seeds each trial's training when `seeded_training`)."""
     space = load_space(space_path)
     points = list(ParameterGrid(GRID_AXES))
     random.Random(seed).shuffle(points)
     configs = {}
     for point in points:
         config = space.suggest(optuna.trial.FixedTrial({**GRID_FIXED, **point}))
-        config["training"]["seed"] = seed
+        if seeded_training:
+            config["training"]["seed"] = seed
         name = f"{point['optimizer.name']}-lr{point['optimizer.lr']:g}-{point['training.segment_seconds']:g}s"
         configs[name] = config
     return configs
 
 
 def pool_search(bench: Bench, seed: int, system: str, storage: Path) -> SearchRecords:
-    """optuna-tpe or grid: WORKERS processes (spawned: no forked torch state) share the records."""
+    """optuna-tpe or a grid: WORKERS processes (spawned: no forked torch state) share the records."""
     stores = {setting.name: str(path) for setting, path in build_space_stores(_request(bench)).items()}
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         records, configs = manager.list(), manager.dict()
         job = PoolJob(str(bench.space), stores, time.time(), bench.budget)
         with ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
-            if system == "grid":
-                configs.update(grid_configs(str(bench.space), seed))
+            if system in GRIDS:
+                configs.update(grid_configs(str(bench.space), seed, system in SEEDED_TRAINING))
                 futures = [pool.submit(grid_trial, job, key, config, records) for key, config in configs.items()]
             else:
                 journal, name = str(storage / f"optuna-seed{seed}.journal"), f"optuna-seed{seed}"
@@ -480,13 +486,14 @@ def main() -> None:
         "--systems",
         type=lambda text: tuple(text.split(",")),
         default=SYSTEMS,
-        help=f"comma-separated, in the table's order (default {','.join(SYSTEMS)}; variants: {','.join(VARIANTS)})",
+        help=f"comma-separated, in the table's order (default {','.join(SYSTEMS)}; also: {','.join(VARIANT_NAMES)})",
     )
     parser.add_argument("--smoke", action="store_true", help="everything end to end on a tiny set, in minutes")
     args = parser.parse_args()
-    unknown = sorted(set(args.systems) - set(SYSTEMS) - set(VARIANTS))
+    known = [*SYSTEMS, *VARIANT_NAMES]
+    unknown = sorted(set(args.systems) - set(known))
     if unknown:
-        parser.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join([*SYSTEMS, *VARIANTS])})")
+        parser.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     if args.epoch_budget is None and "ours" not in args.systems:
         parser.error("--systems without ours needs --epoch-budget (ours as shipped sets the budget)")
     if args.seeds < 1 or args.retrain_seeds < 1 or (args.epoch_budget is not None and args.epoch_budget < 1):
