@@ -8,7 +8,7 @@ trials running side by side, that is the order the search could have used them."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -117,20 +117,27 @@ def format_table(table: pd.DataFrame, budget: int) -> str:
     return "\n".join(lines)
 
 
-def draw(bands: Mapping[str, pd.DataFrame], curves: Mapping[str, list[pd.DataFrame]], path: Path) -> None:
-    """Left: mean best-so-far against epochs spent, a band from min to max over search seeds.
-    Right: each seed's best-so-far against wall seconds."""
+def draw(
+    bands: Mapping[str, pd.DataFrame],
+    curves: Mapping[str, list[pd.DataFrame]],
+    path: Path,
+    peers: Collection[str] = (),
+) -> None:
+    """Left: the `peers`' mean best-so-far against epochs spent, a band from min to max over search
+    seeds. Middle: every system's mean from 0.8 up, the peers bold and the variants thin, where the
+    finish is decided. Right: each of the peers' seeds' best-so-far against wall seconds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (by_epochs, by_seconds) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (by_epochs, top, by_seconds) = plt.subplots(1, 3, figsize=(17, 4.8))
     # Matplotlib's default cycle repeats after 10 colours: tab20's strong ten first, then its pale ones.
     pairs = plt.get_cmap("tab20").colors
-    colors = pairs[0::2] + pairs[1::2]
-    for index, (system, band) in enumerate(bands.items()):
-        color = colors[index % len(colors)]
+    colors = dict(zip(bands, (pairs[0::2] + pairs[1::2]) * 2))
+    shown = [system for system in bands if system in peers] or list(bands)
+    for system in shown:
+        band, color = bands[system], colors[system]
         by_epochs.plot(band["epochs_spent"], band["mean"], color=color, label=system, drawstyle="steps-post")
         by_epochs.fill_between(band["epochs_spent"], band["min"], band["max"], color=color, alpha=0.2, step="post")
         for seed, curve in enumerate(curves[system]):
@@ -143,10 +150,24 @@ def draw(bands: Mapping[str, pd.DataFrame], curves: Mapping[str, list[pd.DataFra
                 alpha=0.7,
                 drawstyle="steps-post",
             )
+    for system, band in bands.items():
+        width, style = (2.2, "-") if system in shown else (1.0, "--")
+        top.plot(
+            band["epochs_spent"],
+            band["mean"],
+            color=colors[system],
+            label=system,
+            linewidth=width,
+            linestyle=style,
+            drawstyle="steps-post",
+        )
+    top.set_ylim(0.8, 1.0)  # the legend sits above the curves, which end below 0.95
     by_epochs.set(xlabel="epochs spent (all trials)", ylabel="best validation clip accuracy so far")
     by_epochs.set_title("mean over search seeds (band: min to max)")
+    top.set(xlabel="epochs spent (all trials)", title="means from 0.8 up: bold the peers, dashed the variants")
     by_seconds.set(xlabel="wall seconds", title="each search seed")
     by_epochs.legend(loc="lower right")
+    top.legend(loc="upper center", fontsize="small", ncol=3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -466,7 +466,7 @@ def report(bench: Bench, results: dict[str, list[SearchRecords]], tests: dict[st
     seconds = {system: [result.wall_seconds for result in runs] for system, runs in results.items()}
     table = anytime.summary_table(bands, finals, seconds, tests, bench.budget)
     table.to_csv(bench.out / "summary.csv")
-    anytime.draw(bands, curves, bench.out / "anytime.png")
+    anytime.draw(bands, curves, bench.out / "anytime.png", peers=SYSTEMS)
     seeds = f"{len(bench.seeds)} search seed(s), {bench.retrain_seeds} retrain seed(s)"
     print(f"\nbudget {bench.budget} epochs per search, {seeds}")
     print("'to reach X': epochs (share of the budget) the system's mean curve needs to reach X's final mean best")
