@@ -14,13 +14,13 @@ The systems, all on the default space (spaces/cnn2d.yaml), its stores and the on
   grid          the homework's way: segment 3/5 s x SGD/Adam x 3 learning rates, every trial to the
                 end, 2 worker processes, in an order shuffled by the search seed
 Every system trains its trials with the space's `training.seed` (0), whatever the search seed, so
-that a config scores the same in every system. When `--systems` names them, variants: of ours with
-other search settings (VARIANTS), the evidence for changing ours' defaults: ours-first1 queues only
-the first of the space file's two first trials (the default before 2026-12-05), ours-nofirst none;
-ours-joint is ours with TPE's multivariate, group and constant-liar options, ours-grace1 ours with
-ASHA's first rung at epoch 1 (the default before 2026-12-04), ours-joint-grace1 both (these three
-without first trials); and ours-seeded and grid-seeded (SEEDED_TRAINING), whose trials train with
-the search seed instead (the grid's way until 2026-12-07).
+that a config gets the same training draw in every system. When `--systems` names them, variants:
+of ours with other search settings (VARIANTS), the evidence for changing ours' defaults: ours-first1
+queues only the first of the space file's two first trials (the default before 2026-12-05),
+ours-nofirst none; ours-joint is ours with TPE's multivariate, group and constant-liar options,
+ours-grace1 ours with ASHA's first rung at epoch 1 (the default before 2026-12-04),
+ours-joint-grace1 both (these three without first trials); and ours-seeded and grid-seeded
+(SEEDED_TRAINING), whose trials train with the search seed instead (the grid's way until 2026-12-07).
 
 The budget: `--epoch-budget`, else the most epochs `ours` used over its seeds as shipped (it runs
 first); every other system stops there. Each epoch of each trial is recorded (when it ended, its
