@@ -124,7 +124,7 @@ def draw(
     peers: Collection[str] = (),
 ) -> None:
     """Left: the `peers`' mean best-so-far against epochs spent, a band from min to max over search
-    seeds. Middle: every system's mean from 0.8 up, the peers bold and the variants thin, where the
+    seeds. Middle: every system's mean from 0.8 up, the peers bold and the variants thin and dashed, where the
     finish is decided. Right: each of the peers' seeds' best-so-far against wall seconds."""
     import matplotlib
 

@@ -20,7 +20,7 @@ queues only the first of the space file's two first trials (the default before 2
 ours-nofirst none; ours-joint is ours with TPE's multivariate, group and constant-liar options,
 ours-grace1 ours with ASHA's first rung at epoch 1 (the default before 2026-12-04),
 ours-joint-grace1 both (these three without first trials); and ours-seeded and grid-seeded
-(SEEDED_TRAINING), whose trials train with the search seed instead (the grid's way until 2026-12-07).
+(SEEDED_TRAINING, GRID_VARIANTS), whose trials train with the search seed instead (the grid's way until 2026-12-07).
 
 The budget: `--epoch-budget`, else the most epochs `ours` used over its seeds as shipped (it runs
 first); every other system stops there. Each epoch of each trial is recorded (when it ended, its
@@ -91,7 +91,7 @@ GRID_FIXED = {
     "augment.mixup_alpha": 0.0,
 }
 SYSTEMS = ("ours", "ray-random", "optuna-tpe", "grid")
-GRIDS = ("grid", "grid-seeded")  # the second is a variant, like those of ours below
+GRID_VARIANTS = ("grid-seeded",)  # the grid trained at the search seed (SEEDED_TRAINING)
 # Variants of ours, each one change of its search settings, measured beside the peers: with one
 # first trial (the recipe at 3 s: the default before the 5 s one was queued too) or none; TPE's
 # options for a conditional space searched two trials at a time; ASHA's first rung at epoch 1, the
@@ -114,7 +114,7 @@ VARIANTS = {
 # Variants whose trials train with the search seed (the others train with the space's
 # training.seed, 0, in every search): each search of the same configs is another training draw.
 SEEDED_TRAINING = {"ours-seeded", "grid-seeded"}
-VARIANT_NAMES = (*VARIANTS, *GRIDS[1:])
+VARIANT_NAMES = (*VARIANTS, *GRID_VARIANTS)
 WORKERS = 2  # trials at once in every system: the Ray searches' 2 slots of 1 CPU on 2 cores
 
 
@@ -278,7 +278,7 @@ def pool_search(bench: Bench, seed: int, system: str, storage: Path) -> SearchRe
         records, configs = manager.list(), manager.dict()
         job = PoolJob(str(bench.space), stores, time.time(), bench.budget)
         with ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
-            if system in GRIDS:
+            if system in ("grid", *GRID_VARIANTS):
                 configs.update(grid_configs(str(bench.space), seed, system in SEEDED_TRAINING))
                 futures = [pool.submit(grid_trial, job, key, config, records) for key, config in configs.items()]
             else:
