@@ -4,6 +4,7 @@ Optuna's TPE proposing configs and ASHA stopping weak trials, each trial one `fi
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import threading
@@ -18,7 +19,9 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
+from ray.tune.execution.tune_controller import TuneController
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
@@ -99,31 +102,62 @@ class EpochBudget(Stopper):
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch whose study lives in SQLite, written at once, while Ray snapshots the searcher
-    every few seconds: after a killed driver, Ray may resume a trial the study has already closed.
-    Optuna then refuses its further results (and its completion), which would end the search; they
-    change nothing Optuna uses, so they are dropped. And trials the study opened after Ray's last
-    snapshot belong to no trial Ray resumes: they are closed as failed on restore."""
+    """OptunaSearch that survives a killed driver, and counts the search's trials itself.
+
+    Its study lives in SQLite, written at once; Ray writes a snapshot of the run (its trials) and
+    one of this searcher every few seconds, and uploads them as separate files. A driver killed at
+    any moment can thus leave the three out of step; on restore the run snapshot, which says what
+    Ray resumes, decides:
+    - study trials that belong to no trial Ray resumes are closed as failed;
+    - a trial Ray resumes that the restored searcher never proposed runs, and reaches the
+      leaderboard, but Optuna, which has no trial for it, skips its results;
+    - a trial Ray resumes that the study has already closed: its further results change nothing
+      Optuna uses, so they are dropped (Optuna would refuse them, ending the search);
+    - the search's `num_samples` counts the trials the run snapshot holds: Ray's own count lives in
+      yet another file, so Ray is told to sample without end and this searcher says when to stop."""
+
+    def __init__(self, *args: Any, num_samples: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._num_samples = num_samples
+        self._run_trials: set[str] = set()  # the Ray trials of this search (restored: the run snapshot's)
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if len(self._run_trials) >= self._num_samples:
+            return Searcher.FINISHED
+        self._run_trials.add(trial_id)
+        return super().suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if not self._closed_in_study(trial_id):
+        if self._open_in_study(trial_id):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if not self._closed_in_study(trial_id):
+        if self._open_in_study(trial_id):
             super().on_trial_complete(trial_id, result, error)
+        elif trial_id not in self._ot_trials:
+            log.warning("trial %s was in Ray's snapshot of the run only: Optuna did not learn from it", trial_id)
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         super().restore_from_dir(checkpoint_dir)
-        known = {trial.number for trial in self._ot_trials.values()}
+        self._run_trials = run_snapshot_trials(Path(checkpoint_dir))
+        resumed = {self._ot_trials[trial_id].number for trial_id in self._run_trials if trial_id in self._ot_trials}
         running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         for trial in running:
-            if trial.number not in known:
+            if trial.number not in resumed:
                 self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
-    def _closed_in_study(self, trial_id: str) -> bool:
+    def _open_in_study(self, trial_id: str) -> bool:
         trial = self._ot_trials.get(trial_id)
-        return trial is not None and self._ot_study.trials[trial.number].state.is_finished()
+        return trial is not None and not self._ot_study.trials[trial.number].state.is_finished()
+
+
+def run_snapshot_trials(folder: Path) -> set[str]:
+    """The ids of the trials in Ray's newest snapshot of the run in `folder` (Ray resumes from it)."""
+    snapshots = sorted(folder.glob(TuneController.CKPT_FILE_TMPL.format("*")))
+    if not snapshots:
+        return set()
+    trial_data = json.loads(snapshots[-1].read_text())["trial_data"]
+    return {json.loads(trial_state)["trial_id"] for trial_state, _ in trial_data}
 
 
 def run_search(request: SearchRequest) -> SearchOutcome:
@@ -311,6 +345,7 @@ def searcher(space: Space, study_name: str, storage: optuna.storages.BaseStorage
         space=SpaceSampler(space),
         metric=space.search.metric,
         mode="max",
+        num_samples=space.search.num_samples,
         sampler=_sampler(space.search),
         points_to_evaluate=space.first_trial_params() or None,
         study_name=study_name,
@@ -325,7 +360,7 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment)
         tune_config=tune.TuneConfig(
             search_alg=searcher(space, experiment.name, optuna.storages.RDBStorage(experiment.study_url)),
             scheduler=_scheduler(space),
-            num_samples=search.num_samples,
+            num_samples=-1,  # without end: the searcher counts the trials (ResumableOptunaSearch says why)
             reuse_actors=search.reuse_workers,  # SearchSettings says why not by default
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,

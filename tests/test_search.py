@@ -390,24 +390,71 @@ def test_build_stores_only(
     assert sorted(FeatureStore(Path(p)).setting.hop_length for p in printed) == [512, 1024]
 
 
-def test_restored_searcher_fails_the_study_trials_it_never_knew(tmp_path: Path) -> None:
-    """The study (SQLite) records a trial at once; Ray snapshots the searcher every few seconds. A
-    trial asked for between the last snapshot and a killed driver is resumed by no one: closed."""
-    space = load_space(tiny_space(tmp_path, num_samples=2, max_epochs=1))
-    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+def _tiny_searcher(tmp_path: Path, num_samples: int = 3) -> runner.ResumableOptunaSearch:
+    """A search's searcher on its study in SQLite (a new object each call: a driver started again)."""
+    space = load_space(tiny_space(tmp_path, num_samples=num_samples, max_epochs=1))
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.sqlite'}")
+    sampler = runner.SpaceSampler(space)
+    return runner.ResumableOptunaSearch(
+        sampler, "valid_clip_acc", mode="max", num_samples=num_samples, study_name="s", storage=storage
+    )
 
-    def searcher() -> runner.ResumableOptunaSearch:
-        storage = optuna.storages.RDBStorage(url)
-        sampler = runner.SpaceSampler(space)
-        return runner.ResumableOptunaSearch(sampler, "valid_clip_acc", mode="max", study_name="s", storage=storage)
 
-    first = searcher()
-    first.suggest("kept")  # in Ray's snapshot: Ray resumes this trial
+def _write_run_snapshot(folder: Path, trial_ids: list[str]) -> None:
+    """Ray's snapshot of the run as Ray writes it (only what the searcher reads of it: the trial ids)."""
+    trial_data = [[json.dumps({"trial_id": trial_id, "status": "RUNNING"}), "{}"] for trial_id in trial_ids]
+    (folder / "experiment_state-2026-12-07_09-38-59.json").write_text(json.dumps({"trial_data": trial_data}))
+
+
+def _study_states(tmp_path: Path) -> list[optuna.trial.TrialState]:
+    storage = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    return [trial.state for trial in optuna.load_study(study_name="s", storage=storage).trials]
+
+
+def test_restored_searcher_fails_the_study_trials_ray_does_not_resume(tmp_path: Path) -> None:
+    """The study (SQLite) records a trial at once; Ray snapshots the run and the searcher every few
+    seconds. A trial asked for after both snapshots, or one the searcher's snapshot has but the run's
+    has not, is resumed by no one: closed. The search still gets its num_samples trials."""
+    first = _tiny_searcher(tmp_path)
+    first.suggest("kept")  # in both snapshots: Ray resumes this trial
+    first.suggest("searcher-only")  # in the searcher's snapshot only
     first.save_to_dir(str(tmp_path), session_str="snapshot")
-    first.suggest("lost")  # asked after the snapshot, then the driver was killed
-    searcher().restore_from_dir(str(tmp_path))
-    states = [trial.state for trial in optuna.load_study(study_name="s", storage=url).trials]
-    assert states == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL]
+    first.suggest("lost")  # asked after both snapshots, then the driver was killed
+    _write_run_snapshot(tmp_path, ["kept"])
+    restored = _tiny_searcher(tmp_path)
+    restored.restore_from_dir(str(tmp_path))
+    RUNNING, FAIL = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
+    assert _study_states(tmp_path) == [RUNNING, FAIL, FAIL]
+    assert isinstance(restored.suggest("second"), dict) and isinstance(restored.suggest("third"), dict)
+    assert restored.suggest("fourth") == runner.Searcher.FINISHED
+
+
+def test_restored_searcher_skips_a_trial_only_the_run_snapshot_knows(tmp_path: Path) -> None:
+    """Ray uploads its run snapshot and the searcher's as separate files: a driver killed between
+    the two resumes a trial the restored searcher never proposed. Its results and completion are
+    skipped (they used to raise KeyError and end the resumed search), it counts toward num_samples,
+    and the study closed it on restore."""
+    first = _tiny_searcher(tmp_path, num_samples=2)
+    first.suggest("known")
+    first.save_to_dir(str(tmp_path), session_str="snapshot")  # the searcher's last snapshot to arrive
+    first.suggest("newer")  # in Ray's run snapshot, not in the searcher's
+    _write_run_snapshot(tmp_path, ["known", "newer"])
+    restored = _tiny_searcher(tmp_path, num_samples=2)
+    restored.restore_from_dir(str(tmp_path))
+    result = {"valid_clip_acc": 0.5, "training_iteration": 1}
+    for trial_id in ("newer", "known"):
+        restored.on_trial_result(trial_id, result)
+        restored.on_trial_complete(trial_id, result)
+    assert _study_states(tmp_path) == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert restored.suggest("third") == runner.Searcher.FINISHED
+
+
+def test_searcher_stops_at_num_samples() -> None:
+    """Ray samples without end (its count is a file of its own); the searcher counts the trials."""
+    space = load_space(SPACES_DIR / "cnn2d.yaml").with_search(num_samples=2)
+    searcher = runner.searcher(space, "count", optuna.storages.InMemoryStorage())
+    assert [isinstance(searcher.suggest(t), dict) for t in "ab"] == [True, True]
+    assert searcher.suggest("c") == runner.Searcher.FINISHED
 
 
 def test_trial_folders_ray_did_not_resume_are_set_aside(tmp_path: Path) -> None:
