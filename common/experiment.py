@@ -114,6 +114,23 @@ def has_run_state(experiment: Experiment) -> bool:
     return TUNER_FILE in names and any(fnmatch.fnmatch(name, RUN_STATE_PATTERN) for name in names)
 
 
+def newest_run_state(folder: Path) -> Path | None:
+    """Ray Tune's newest snapshot of the run in `folder`, the one `Tuner.restore` resumes from;
+    None before Ray first saved one."""
+    saved = sorted(Path(folder).glob(RUN_STATE_PATTERN))
+    return saved[-1] if saved else None
+
+
+def run_state_trials(path: Path, key: str) -> dict[Any, dict[str, Any]]:
+    """A run snapshot's trial entries by `key` (trial_id, relative_logdir). Each entry is a JSON text
+    of its own inside the file, read as plain JSON: values Ray could only pickle stay opaque dicts."""
+    try:
+        entries = [json.loads(trial) for trial, _runtime in json.loads(path.read_text())["trial_data"]]
+        return {entry[key]: entry for entry in entries}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: not a readable Ray Tune experiment state ({type(err).__name__}: {err})") from err
+
+
 def clear_run_state(local_dir: Path) -> None:
     """Remove all but experiment.json, the space copy and the runs' wall times: what a start cut
     short left behind."""

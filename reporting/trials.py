@@ -17,11 +17,12 @@ import pandas as pd
 
 from common.errors import UserError
 from common.experiment import (
-    RUN_STATE_PATTERN,
     TRIAL_ERROR_FILES,
     TRIAL_PARAMS_FILE,
     TRIAL_PROGRESS_FILE,
     TRIAL_RESULT_FILE,
+    newest_run_state,
+    run_state_trials,
     search_seconds,
     start_time,
     trial_folders,
@@ -85,15 +86,10 @@ def listed_trials(folder: Path) -> dict[str, ListedTrial]:
     """Trial folder name -> status and config, from the newest experiment_state-*.json (none
     before Ray first saved it). Each trial's entry is itself a JSON text; values Ray could not
     write as JSON are pickled inside it, and stay opaque dicts here."""
-    saved = sorted(folder.glob(RUN_STATE_PATTERN))
-    if not saved:
+    path = newest_run_state(folder)
+    if path is None:
         return {}
-    path = saved[-1]
-    try:
-        entries = [json.loads(trial) for trial, _runtime in json.loads(path.read_text())["trial_data"]]
-        listed = {entry["relative_logdir"]: _listed(entry) for entry in entries}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{path}: not a readable Ray Tune experiment state ({type(err).__name__}: {err})") from err
+    listed = {name: _listed(entry) for name, entry in run_state_trials(path, "relative_logdir").items()}
     for name in listed:
         if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
             raise UserError(f"{path}: trial folder {name!r} is not a folder name inside the experiment")

@@ -4,7 +4,6 @@ Optuna's TPE proposing configs and ASHA stopping weak trials, each trial one `fi
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import threading
@@ -19,7 +18,6 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune.execution.tune_controller import TuneController
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -139,7 +137,8 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def restore_from_dir(self, checkpoint_dir: str) -> None:
         super().restore_from_dir(checkpoint_dir)
-        self._run_trials = run_snapshot_trials(Path(checkpoint_dir))
+        snapshot = experiments.newest_run_state(Path(checkpoint_dir))  # Ray downloaded it there to resume
+        self._run_trials = set(experiments.run_state_trials(snapshot, "trial_id")) if snapshot else set()
         resumed = {self._ot_trials[trial_id].number for trial_id in self._run_trials if trial_id in self._ot_trials}
         running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         for trial in running:
@@ -149,15 +148,6 @@ class ResumableOptunaSearch(OptunaSearch):
     def _open_in_study(self, trial_id: str) -> bool:
         trial = self._ot_trials.get(trial_id)
         return trial is not None and not self._ot_study.trials[trial.number].state.is_finished()
-
-
-def run_snapshot_trials(folder: Path) -> set[str]:
-    """The ids of the trials in Ray's newest snapshot of the run in `folder` (Ray resumes from it)."""
-    snapshots = sorted(folder.glob(TuneController.CKPT_FILE_TMPL.format("*")))
-    if not snapshots:
-        return set()
-    trial_data = json.loads(snapshots[-1].read_text())["trial_data"]
-    return {json.loads(trial_state)["trial_id"] for trial_state, _ in trial_data}
 
 
 def run_search(request: SearchRequest) -> SearchOutcome:

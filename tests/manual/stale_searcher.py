@@ -10,7 +10,6 @@ Before the fix of 2026-12-07 the resume ended with KeyError in OptunaSearch.on_t
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common import experiment as experiments
+from common.errors import UserError
 from tests.conftest import make_layout
 from tests.test_search import REPO, tiny_space
 
@@ -26,12 +27,11 @@ NUM_SAMPLES = 6
 
 
 def run_snapshot_trials(folder: Path) -> list[str]:
-    for snapshot in folder.glob("experiment_state-*.json"):
-        try:
-            return [json.loads(trial)["trial_id"] for trial, _ in json.loads(snapshot.read_text())["trial_data"]]
-        except ValueError:  # caught while Ray wrote it
-            pass
-    return []
+    snapshot = experiments.newest_run_state(folder)
+    try:
+        return list(experiments.run_state_trials(snapshot, "trial_id")) if snapshot else []
+    except UserError:  # caught while Ray wrote it
+        return []
 
 
 def kill_with_stale_searcher(command: list[str], folder: Path, early: Path) -> None:
