@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import shutil
 import sys
 import time
@@ -21,6 +20,8 @@ from typing import Any
 import pyarrow.fs
 
 from common.errors import UserError
+from common.partials import atomic_write
+from common.upstream import RUN_STATE_PATTERN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STORAGE = PROJECT_ROOT / "runs"
@@ -35,10 +36,9 @@ REPORT_DIR = "report"
 # folder and writes them back, stale and not atomically, at every snapshot of the run.
 RUN_SECONDS_FILE = "search_seconds.txt"
 STARTED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
-# Ray Tune's own files: its Tuner, the snapshots of its run, and in each trial folder its config,
-# its epochs and its errors.
+# Ray Tune's own files: its Tuner, the snapshots of its run (named and read by common.upstream),
+# and in each trial folder its config, its epochs and its errors.
 TUNER_FILE = "tuner.pkl"
-RUN_STATE_PATTERN = "experiment_state-*.json"
 TRIAL_PARAMS_FILE = "params.json"
 TRIAL_RESULT_FILE = "result.json"  # one JSON object per line, one line per reported epoch
 TRIAL_PROGRESS_FILE = "progress.csv"  # the same rows as a table: read when result.json is missing or empty
@@ -112,23 +112,6 @@ def has_run_state(experiment: Experiment) -> bool:
     found = filesystem.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
     names = [PurePosixPath(info.path).name for info in found]
     return TUNER_FILE in names and any(fnmatch.fnmatch(name, RUN_STATE_PATTERN) for name in names)
-
-
-def newest_run_state(folder: Path) -> Path | None:
-    """Ray Tune's newest snapshot of the run in `folder`, the one `Tuner.restore` resumes from;
-    None before Ray first saved one."""
-    saved = sorted(Path(folder).glob(RUN_STATE_PATTERN))
-    return saved[-1] if saved else None
-
-
-def run_state_trials(path: Path, key: str) -> dict[Any, dict[str, Any]]:
-    """A run snapshot's trial entries by `key` (trial_id, relative_logdir). Each entry is a JSON text
-    of its own inside the file, read as plain JSON: values Ray could only pickle stay opaque dicts."""
-    try:
-        entries = [json.loads(trial) for trial, _runtime in json.loads(path.read_text())["trial_data"]]
-        return {entry[key]: entry for entry in entries}
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not a readable Ray Tune experiment state ({type(err).__name__}: {err})") from err
 
 
 def clear_run_state(local_dir: Path) -> None:
@@ -226,6 +209,5 @@ def _write(local_dir: Path, metadata: dict[str, Any]) -> None:
 
 def _replace(path: Path, text: str) -> None:
     # Written whole and renamed into place: a driver killed mid-write leaves the previous file.
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    with atomic_write(path) as file:
+        file.write(text)

@@ -38,15 +38,15 @@ def synthetic_default() -> Path:
     first generates, then uses the finished set. A generation that was killed leaves nothing that
     counts (the set appears only when complete), and the next one removes its partial folder.
     """
-    from features import synth  # the generator is only needed when nothing else is there
+    from features import synthetic  # the generator is only needed when nothing else is there
 
-    root = cache_dir() / f"synthetic-seed0-{synth.DEFAULT_CLIPS_PER_GENRE}x{synth.DEFAULT_SECONDS:g}s"
+    root = cache_dir() / f"synthetic-seed0-{synthetic.DEFAULT_CLIPS_PER_GENRE}x{synthetic.DEFAULT_SECONDS:g}s"
     if not root.is_dir():
         lock = _acquire_lock(root)
         try:
             if not root.is_dir():  # not finished by the run we waited for (none, or it failed)
                 tqdm.write(f"no --data, $GTZAN_DIR or ~/gtzan: generating the built-in synthetic set once into {root}")
-                return synth.generate_dataset(root)
+                return synthetic.generate_dataset(root)
         finally:
             lock.release()
     tqdm.write(f"no --data, $GTZAN_DIR or ~/gtzan: using the built-in synthetic set at {root}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -16,13 +15,13 @@ import numpy as np
 import soundfile
 
 from common.errors import UserError
-from common.partials import partial_path
+from common.partials import commit_partial, partial_path
+from features.arrays import STD_FLOOR
 from features.dataset import SPLIT_NAMES, Clip, Dataset
 from features.settings import FeatureSetting
 from features.store import (
     CHECKSUM_ATTR,
     COPIES_GROUP,
-    STD_FLOOR,
     STORE_FORMAT_VERSION,
     dataset_digests,
     encoded,
@@ -112,7 +111,7 @@ class StoreWriter:
         self._write_attrs()
         self.file.close()
         self.file = None
-        os.replace(self.temp_path, self.path)
+        commit_partial(self.temp_path, self.path)
 
     def _write_index(self, split: str) -> None:
         assert self.file is not None

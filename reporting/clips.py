@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from common.errors import UserError
-from features.store import SplitArrays
+from common.partials import atomic_write
+from features.arrays import SplitArrays
 from reporting.retrain import STANDARD, SeedRun
 
 PREDICTIONS_CSV = "predictions.csv"
@@ -85,7 +86,8 @@ def frame(results: dict[str, ClipResults], seeds: Sequence[int]) -> pd.DataFrame
 
 def write(results: dict[str, ClipResults], seeds: Sequence[int], out_dir: Path) -> Path:
     path = out_dir / PREDICTIONS_CSV
-    frame(results, seeds).to_csv(path, index=False)
+    with atomic_write(path) as file:
+        frame(results, seeds).to_csv(file, index=False)
     return path
 
 

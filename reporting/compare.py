@@ -17,6 +17,7 @@ import pandas as pd
 
 from common.errors import UserError
 from common.experiment import REPORT_DIR, read_metadata
+from common.partials import atomic_write
 from reporting import clips, figures
 from reporting.baselines import REPORT_JSON
 from reporting.build import REPORT_FILE, ReportRequest, make_report
@@ -68,9 +69,11 @@ def make_comparison(request: CompareRequest) -> Path:
         [a.name, b.name], [[(i.estimate, i.low, i.high) for i in pair] for pair in intervals], classes, out_dir / FIGURE
     )
     text = _render(a, b, result, classes, intervals)
-    (out_dir / REPORT_FILE).write_text(text)
+    with atomic_write(out_dir / REPORT_FILE) as file:
+        file.write(text)
     numbers = _numbers(a, b, result, classes, intervals)
-    (out_dir / REPORT_JSON).write_text(json.dumps(numbers, indent=2))
+    with atomic_write(out_dir / REPORT_JSON) as file:
+        file.write(json.dumps(numbers, indent=2))
     print(text)
     print(f"comparison written to {out_dir / REPORT_FILE}")
     return out_dir / REPORT_FILE

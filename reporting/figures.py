@@ -1,4 +1,5 @@
-"""The report's pictures, drawn with matplotlib's Agg backend (no display needed) into PNG files."""
+"""The pictures of a report (`draw_report`) and of a comparison, drawn with matplotlib's Agg backend
+(no display needed) into PNG files."""
 
 from __future__ import annotations
 
@@ -14,15 +15,40 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from common.partials import atomic_write  # noqa: E402
 from common.trials import METRIC  # noqa: E402
+from reporting.markdown import ReportData  # noqa: E402
 from reporting.retrain import SeedRun  # noqa: E402
 
 DPI = 120
 
 
+def draw_report(data: ReportData, out_dir: Path) -> dict[str, str]:
+    """Every figure of a report as a PNG next to report.md; returns their file names (report.md links them)."""
+    drawn = {
+        "confusion": confusion_png(
+            data.confusions["standard"],
+            data.classes,
+            f"test, summed over {len(data.standard)} seeds",
+            out_dir / "confusion.png",
+        ),
+        "curves": learning_curves_png(data.standard, out_dir / "learning_curves.png"),
+        "history": search_history_png(data.trials.table, out_dir / "search_history.png"),
+    }
+    if data.merged:
+        title = f"test, models trained on train+valid, summed over {len(data.merged)} seeds"
+        drawn["confusion_merged"] = confusion_png(
+            data.confusions["merged"], data.classes, title, out_dir / "confusion_train_valid.png"
+        )
+    if data.importance.values:
+        drawn["importance"] = importance_png(data.importance.values, out_dir / "importance.png")
+    return {key: path.name for key, path in drawn.items()}
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, format="png")
+    with atomic_write(path, "wb") as file:
+        fig.savefig(file, dpi=DPI, format="png")
     plt.close(fig)  # figures are kept by pyplot until closed: a long report would hoard memory
     return path
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from common.trials import METRIC
-from reporting.baselines import HOMEWORK_TEST_CLIPS
+from reporting.baselines import HOMEWORK_TEST_CLIPS, is_baseline
 from reporting.importance import Importance
 from reporting.results import per_genre, pooled, seed_table, spread
 from reporting.retrain import SeedRun
@@ -204,8 +204,6 @@ def paired_lines(result: Comparison, ours: str, other: str) -> list[str]:
 
 
 def _baseline_rows(data: ReportData) -> list[str]:
-    from reporting.baselines import is_baseline
-
     if is_baseline(data.metadata):
         return ["| (this experiment is baseline.yaml's search: the row above is the baseline) | | | |"]
     found = data.baseline

@@ -1,5 +1,6 @@
 """The best config retrained from scratch, once per seed, with the search's own `fit()`, then
-evaluated on validation and on the test split. This module is the only code that reads the test
+evaluated on validation and on the test split; set up from the experiment's files (the best trial's
+saved config, the store the search trained on). This module is the only code that reads the test
 split: the search (search/) gets train and valid only."""
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from tqdm import tqdm
 import models
 from common.errors import UserError
 from common.experiment import METADATA_FILE
+from features.arrays import FitData, SplitArrays, concat_splits
 from features.extract import build_stores
 from features.layouts import open_recorded
 from features.settings import FeatureSetting
-from features.store import DamagedStoreError, FeatureStore, FitData, SplitArrays, concat_splits
+from features.store import DamagedStoreError, FeatureStore
+from models.plugins import load_recorded
+from reporting.trials import BestTrial
 from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
+from training.fit import choose_device
 from training.saved_model import save_model
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,41 @@ class Retraining:
 
     def seeded(self, seed: int) -> TrialConfig:
         return dataclasses.replace(self.config, training=dataclasses.replace(self.config.training, seed=seed))
+
+
+def prepare_retraining(
+    folder: Path, metadata: dict[str, Any], best: BestTrial, out_dir: Path
+) -> tuple[Retraining, FeatureStore]:
+    """The best trial's own config (never retyped), with the search's epoch limit, and its data."""
+    load_recorded(metadata.get("plugins") or [], str(folder / METADATA_FILE))  # the search's own files
+    config = TrialConfig.from_dict(best.config)
+    # The search's limit, as recorded for the experiment (every trial's training.max_epochs, ASHA's max_t).
+    training = dataclasses.replace(config.training, max_epochs=int(metadata["search"]["max_epochs"]))
+    config = dataclasses.replace(config, training=training)
+    store = open_store(folder, metadata, config.features)
+    about = {
+        "experiment": metadata["name"],
+        "experiment_folder": str(folder),
+        "trial": best.name,
+        "dataset_fingerprint": store.dataset.get("fingerprint"),
+    }
+    job = Retraining(
+        config=config,
+        data=store.load_fit_data(),
+        test=load_test_split(store),
+        out_dir=out_dir,
+        about=about,
+        device=choose_device(None),
+    )
+    return job, store
+
+
+def store_note(store: FeatureStore, metadata: dict[str, Any]) -> str:
+    """Which store the report's data came from, and whether it was built from the searched dataset."""
+    ours, searched = store.dataset.get("fingerprint"), metadata["dataset"].get("fingerprint")
+    if ours == searched:
+        return f"`{store.path}` (built from the searched dataset: same fingerprint)"
+    return f"`{store.path}`: WARNING, built from dataset {ours}, but the search ran on {searched}"
 
 
 def open_store(folder: Path, metadata: dict[str, Any], setting: FeatureSetting) -> FeatureStore:

@@ -21,20 +21,19 @@ from common.experiment import (
     TRIAL_PARAMS_FILE,
     TRIAL_PROGRESS_FILE,
     TRIAL_RESULT_FILE,
-    newest_run_state,
-    run_state_trials,
     search_seconds,
     start_time,
     trial_folders,
 )
-from common.trials import METRIC, TrialRecord, epoch_history, ranked, trial_rows
+from common.trials import METRIC, TrialRecord, epoch_history, leaderboard_text, ranked, trial_rows
+from common.upstream import TRIAL_ERROR, TRIAL_TERMINATED, newest_run_state, run_state_trials
 from training.config import trial_config
 
 log = logging.getLogger(__name__)
 
 # Ray's statuses of a trial that ended; any other (pending, running, paused, or a trial started after
 # the state was last saved) means the search was cut off while the trial was under way.
-ENDED_STATUSES = ("TERMINATED", "ERROR")
+ENDED_STATUSES = (TRIAL_TERMINATED, TRIAL_ERROR)
 
 
 @dataclass(frozen=True)
@@ -83,9 +82,10 @@ def load_trials(folder: Path, max_epochs: int) -> Trials:
 
 
 def listed_trials(folder: Path) -> dict[str, ListedTrial]:
-    """Trial folder name -> status and config, from the newest experiment_state-*.json (none
-    before Ray first saved it). Each trial's entry is itself a JSON text; values Ray could not
-    write as JSON are pickled inside it, and stay opaque dicts here."""
+    """Trial folder name -> status and config, from Ray's newest snapshot of the run (none before
+    Ray first saved it; common.upstream says why the report reads Ray's snapshot). Each trial's
+    entry is itself a JSON text; values Ray could not write as JSON are pickled inside it, and stay
+    opaque dicts here."""
     path = newest_run_state(folder)
     if path is None:
         return {}
@@ -108,7 +108,7 @@ def _record(trial_dir: Path, listed: ListedTrial | None) -> TrialRecord:
     params = trial_dir / TRIAL_PARAMS_FILE
     config = _json_object(params) if params.is_file() else (listed.config if listed else None)
     has_error = any((trial_dir / name).is_file() for name in TRIAL_ERROR_FILES)
-    errored = status == "ERROR" or (status != "TERMINATED" and has_error)
+    errored = status == TRIAL_ERROR or (status != TRIAL_TERMINATED and has_error)
     return TrialRecord(trial_dir.name, str(trial_dir), config, _history(trial_dir), errored)
 
 
@@ -155,6 +155,18 @@ def _result_rows(path: Path) -> list[dict[str, Any]]:
 
 def _last(history: pd.DataFrame, column: str) -> float:
     return float(history[column].max()) if column in history and not history.empty else float("nan")
+
+
+def require_an_epoch(trials: Trials, folder: Path) -> None:
+    """Before any training: when no trial reported an epoch (every trial errored, or the search was
+    cut off first), print the trials there are and stop with one line saying so."""
+    table = trials.table
+    if not ranked(table).empty:
+        return
+    print(f"Trials of {folder} (none reported an epoch):")
+    print(leaderboard_text(table, limit=len(table)))
+    outcomes = ", ".join(f"{count} {status}" for status, count in table["status"].value_counts().items())
+    raise UserError(f"{folder}: no trial finished an epoch ({len(table)} trial(s): {outcomes}): nothing to report")
 
 
 def best_trial(trials: Trials, folder: Path) -> BestTrial:

@@ -1,6 +1,7 @@
-"""The search's progress as the driver sees it: one line in the terminal (trials by status, the best
-so far, elapsed and estimated time left) instead of Ray Tune's tables, and the same numbers as the
-search's metrics (search.metrics). Full details stay in the experiment folder's files."""
+"""The search's progress as the driver shows it: where to watch it (TensorBoard, the metrics
+endpoint), then one line in the terminal (trials by status, the best so far, elapsed and estimated
+time left) instead of Ray Tune's tables, and the same numbers as the search's metrics
+(search.metrics). Full details stay in the experiment folder's files."""
 
 from __future__ import annotations
 
@@ -10,13 +11,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 from ray.tune import Callback
-from ray.tune.experiment import Trial
 
+from common import experiment as experiments
+from common import upstream
 from common.trials import METRIC
 from search.metrics import record_search
 
 PRINT_EVERY_SECONDS = 30.0  # at most one line per this many seconds, unless a trial ended
+
+
+def print_where_to_watch(experiment: experiments.Experiment) -> None:
+    """The per-trial viewer's command for this experiment and the node's metrics endpoint (the
+    dashboard's URL is printed when Ray starts)."""
+    print(
+        f"Per-trial curves and hyperparameters: tensorboard --logdir {experiment.uri}  (then open http://localhost:6006)"
+    )
+    for node in ray.nodes():
+        if node["Alive"]:
+            address = f"{node['NodeManagerAddress']}:{node['MetricsExportPort']}"
+            print(f"Search metrics (Prometheus format, genre_search_*): http://{address}/metrics")
 
 
 @dataclass(frozen=True)
@@ -30,12 +45,13 @@ class Snapshot:
 def trial_status(trial: Any, max_epochs: int) -> str:
     """A trial's status in the leaderboard's terms: a trial that ended before `max_epochs` was
     stopped early (by ASHA, or by its own schedule)."""
-    if trial.status == Trial.ERROR:
+    status = upstream.ray_trial_status(trial)
+    if status == upstream.TRIAL_ERROR:
         return "errored"
-    if trial.status == Trial.TERMINATED:
-        epochs = (trial.last_result or {}).get("training_iteration", 0)
+    if status == upstream.TRIAL_TERMINATED:
+        epochs = upstream.ray_trial_last_result(trial).get("training_iteration", 0)
         return "finished" if epochs >= max_epochs else "stopped_early"
-    return "running" if trial.status == Trial.RUNNING else "pending"
+    return "running" if status == upstream.TRIAL_RUNNING else "pending"
 
 
 def snapshot(trials: Iterable[Any], max_epochs: int) -> Snapshot:
@@ -43,13 +59,13 @@ def snapshot(trials: Iterable[Any], max_epochs: int) -> Snapshot:
     counts = Counter(trial_status(trial, max_epochs) for trial in trials)
     scored = [(best_of(trial), str(trial)) for trial in trials if best_of(trial) is not None]
     best, best_trial = max(scored) if scored else (None, None)
-    epochs = sum((trial.last_result or {}).get("training_iteration", 0) for trial in trials)
+    epochs = sum(upstream.ray_trial_last_result(trial).get("training_iteration", 0) for trial in trials)
     return Snapshot(counts, best, best_trial, epochs)
 
 
 def best_of(trial: Any) -> float | None:
     """The trial's best validation clip accuracy at any epoch (Ray Tune keeps it per trial)."""
-    return trial.metric_analysis.get(METRIC, {}).get("max")
+    return upstream.ray_trial_best(trial, METRIC)
 
 
 def progress_line(state: Snapshot, num_samples: int, elapsed: float, epoch_budget: int | None = None) -> str:
@@ -100,13 +116,13 @@ class SearchProgress(Callback):
         self.printed_at = float("-inf")
         self.printed_done = 0
 
-    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         self._update(trials, every=PRINT_EVERY_SECONDS)
 
-    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._update(trials, every=float("inf"))  # the last line, unless it is printed already
 
-    def _update(self, trials: list[Trial], every: float) -> None:
+    def _update(self, trials: list[Any], every: float) -> None:
         state = snapshot(trials, self.max_epochs)
         record_search(self.experiment, state.counts, state.best)
         done = state.counts["finished"] + state.counts["stopped_early"] + state.counts["errored"]

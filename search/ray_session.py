@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray._private import ray_constants
 from ray.job_config import JobConfig
 
 from common.errors import UserError
+from common.upstream import ray_constant
 from models.plugins import PluginFile, stage_for_shipping
 
 
@@ -59,9 +59,7 @@ def _start_local_ray(job_config: JobConfig) -> Any:
     # address, but on Linux `ray.init` turns 127.0.0.1 into the machine's outward IP unless
     # multi-node clusters are off, as Ray has them on macOS and Windows. That switch
     # (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is read when Ray is imported: hence its constant here.
-    previous = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
+    with ray_constant("ENABLE_RAY_CLUSTER", False):
         # address="local": a Ray of its own. Without it, `ray.init` joins the latest Ray started on
         # this machine (`ray start`, another search's), which listens where it was started to.
         return ray.init(
@@ -71,8 +69,6 @@ def _start_local_ray(job_config: JobConfig) -> Any:
             log_to_driver=False,
             job_config=job_config,
         )
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = previous
 
 
 def auth_token_file() -> Path:

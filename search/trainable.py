@@ -14,6 +14,7 @@ import torch
 from ray import tune
 
 from common.errors import UserError
+from common.upstream import name_workers_after_trials
 from models.plugins import PluginFile, load_shipped
 from search.metrics import record_epoch, trial_ended
 from training import TrainingState, TrialConfig, fit
@@ -25,17 +26,6 @@ NODE_ID = "node_id"  # the metric naming the Ray node that ran the epoch
 
 class NotRetried(UserError):
     """A retry of a trial whose config failed: it would fail the same way."""
-
-
-class TrialRepr:
-    """Mixed into Ray Tune's wrapper of `train_trial` (`__mixins__`): the worker's repr is the name
-    of the trial it was created for, where Tune's is the function's name (`train_trial`). Ray
-    reads an actor's repr once, after its `__init__` (ray-project/ray#33555, Ray 2.60 has no call
-    to change it later): a worker reused for a later trial keeps its first trial's name there."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._name = self.trial_name  # what Tune's wrapper returns as its repr
 
 
 def train_trial(
@@ -97,4 +87,4 @@ def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef], experiment:
         trial_ended()
 
 
-train_trial.__mixins__ = (TrialRepr,)  # read by Ray Tune when it wraps the function in a Trainable
+name_workers_after_trials(train_trial)  # each worker's repr on the dashboard: its trial's name

@@ -1,4 +1,5 @@
-"""Feature stores: contents, naming and reuse, skipped files, interrupted builds, rebuilds."""
+"""Feature stores: contents, naming and reuse, skipped files, interrupted builds, rebuilds; and
+`common.partials.atomic_write`, the partial-file-then-rename every output of the project goes through."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 from common.errors import UserError
+from common.partials import PARTIAL_MARK, atomic_write
 from features import extract
 from features.augment import AudioAugment
 from features.compute import DecodeError, compute_clip, compute_features, features_of_file, plan_stfts
@@ -262,6 +264,44 @@ def test_killed_build_is_completed_by_rerun(tmp_path: Path) -> None:
     assert [p.name for p in stores.iterdir()] == [store_path(stores, MEL).name]  # partial file cleaned up
     with h5py.File(store_path(stores, MEL)) as f:
         assert json.loads(f.attrs["counts"]) == {"train": 36, "valid": 12, "test": 12}
+
+
+def test_atomic_write_keeps_the_previous_file_when_the_writer_fails(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.json"
+    path.write_text("previous")
+    with pytest.raises(KeyboardInterrupt), atomic_write(path) as file:
+        file.write("the first half of the new")
+        raise KeyboardInterrupt  # Ctrl-C mid-write
+    assert path.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no partial file left
+
+
+def test_atomic_write_keeps_the_previous_file_when_the_disk_fills_at_the_end(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "report.md"
+    path.write_text("previous")
+
+    def full_disk(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)), atomic_write(path) as file:
+        file.write("new")
+    assert path.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_atomic_write_puts_the_whole_file_in_place_at_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    path.write_bytes(b"previous")
+    weights = torch.arange(300_000, dtype=torch.float32)  # more than one write's buffer
+    with atomic_write(path, "wb") as file:
+        torch.save({"weights": weights}, file)
+        (partial,) = tmp_path.glob(f"*{PARTIAL_MARK}*")
+        # Named as remove_stale_partials expects: a dead process's leftover is removed by a later run.
+        assert partial.name.startswith(f".{path.name}{PARTIAL_MARK}{os.getpid()}-")
+        assert path.read_bytes() == b"previous"  # until the block ends
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], weights)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def _fail_on_rock_00008(audio: dict, clip_id: str, augment: bool, plan: object) -> object:

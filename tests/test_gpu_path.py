@@ -14,8 +14,8 @@ import torch
 
 import training.fit as loop
 import training.segments as segments
+from features.arrays import FitData, SplitArrays
 from features.settings import FeatureSetting
-from features.store import FitData, SplitArrays
 from training import TrialConfig, fit
 from training.segments import data_home, gather, prepare_train, random_crops
 

@@ -171,17 +171,17 @@ def test_an_experiment_reopens_its_made_split(folders: Path) -> None:
 
 def test_resume_reopens_the_recorded_split_and_refuses_changed_data(folders: Path, tmp_path: Path) -> None:
     from common import experiment as experiments
-    from search import runner
+    from search import lifecycle
 
     dataset = open_dataset(folders, DataOptions(split_seed=2))
     experiment = experiments.Experiment(str(tmp_path / "runs"), "resumed", tmp_path / "runs" / "resumed")
     experiment.local_dir.mkdir(parents=True)
     (experiment.local_dir / experiments.METADATA_FILE).write_text(json.dumps({"dataset": dataset.describe()}))
     shutil.rmtree(cache_dir() / "splits")
-    assert ids(runner._recorded_dataset(experiment, None)) == ids(dataset)
+    assert ids(lifecycle.recorded_dataset(experiment, None)) == ids(dataset)
     write_tone_clip(folders / "cat" / "new.wav", 1.0, 440.0, seed=99)  # another clip: another split
     with pytest.raises(UserError, match=r"it has changed since .*: resuming would score trials on other data"):
-        runner._recorded_dataset(experiment, None)
+        lifecycle.recorded_dataset(experiment, None)
     request = SearchRequest(space=None, resume=True, name="resumed", storage=experiment.storage)
     with pytest.raises(UserError, match=r"^the split is recorded in the experiment: resume without --split"):
         run_search(dataclasses.replace(request, data_options=DataOptions(split="0.5,0.25,0.25")))

@@ -23,15 +23,18 @@ import yaml
 
 import run_search as search_command
 from common import experiment as experiments
+from common import upstream
 from common.errors import UserError
 from features.dataset import load_dataset
 from features.store import FeatureStore
 from reporting.trials import load_trials
-from search import runner
+from search import lifecycle, optuna_search, runner
 from search.ray_session import auth_token_file
 from search.runner import SearchRequest, run_search
-from search.space import SearchSettings, load_space, parse_space
+from search.settings import SearchSettings
+from search.space import load_space, parse_space
 from search.space_file import SPACES_DIR
+from search.tuner import EpochBudget
 from tests.conftest import make_layout, wait_for, write_tone_clip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,7 +146,7 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(FeatureStore, "load_split", recording)
     # Another Ray started on this machine (`ray start`): a search without --address starts its own.
-    monkeypatch.setattr("ray._private.services.find_bootstrap_address", lambda *args: "127.0.0.1:9")
+    monkeypatch.setattr(upstream.LATEST_RAY_ADDRESS_FINDER, lambda *args: "127.0.0.1:9")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     space = tiny_space(tmp_path, num_samples=6, max_epochs=4)
     try:
@@ -178,7 +181,7 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
 
 
 def test_epoch_budget_stops_the_whole_search_at_its_count_of_results() -> None:
-    budget = runner.EpochBudget(3)
+    budget = EpochBudget(3)
     seen = []
     for trial in ("a", "b", "a"):
         assert budget(trial, {"training_iteration": 1}) is False  # no single trial is stopped by it
@@ -187,12 +190,12 @@ def test_epoch_budget_stops_the_whole_search_at_its_count_of_results() -> None:
 
 
 def test_searcher_random_is_optunas_random_sampler_on_the_same_space() -> None:
-    assert isinstance(runner._sampler(SearchSettings()), optuna.samplers.TPESampler)
-    random_sampler = runner._sampler(SearchSettings(searcher="random"))
+    assert isinstance(optuna_search.sampler(SearchSettings()), optuna.samplers.TPESampler)
+    random_sampler = optuna_search.sampler(SearchSettings(searcher="random"))
     assert isinstance(random_sampler, optuna.samplers.RandomSampler)
     space = load_space("cnn2d.yaml")
     seeded = SearchSettings(searcher="random", seed=5)
-    drawn = [space.suggest(optuna.create_study(sampler=runner._sampler(seeded)).ask()) for _ in range(2)]
+    drawn = [space.suggest(optuna.create_study(sampler=optuna_search.sampler(seeded)).ask()) for _ in range(2)]
     assert drawn[0] == drawn[1]  # seeded: the same first config for the same seed
     assert drawn[0]["model"]["arch"] == "cnn2d"
 
@@ -205,7 +208,7 @@ def test_first_trials_run_first_with_their_values_and_the_rest_drawn(tmp_path: P
         {"optimizer.name": "sgd", "optimizer.lr": 0.01, "optimizer.sgd.momentum": 0.9, "training.segment_seconds": 3.0}
     ]
     space = parse_space(raw, tmp_path / "first.yaml")
-    searcher = runner.searcher(space, "first", optuna.storages.InMemoryStorage())
+    searcher = optuna_search.searcher(space, "first", optuna.storages.InMemoryStorage())
     first, second = searcher.suggest("a"), searcher.suggest("b")
     assert (first["optimizer"]["name"], first["optimizer"]["lr"], first["optimizer"]["momentum"]) == ("sgd", 0.01, 0.9)
     assert first["training"]["segment_seconds"] == 3.0
@@ -226,10 +229,10 @@ def test_tpe_options_reach_the_sampler_and_draw_the_conditional_space() -> None:
     """multivariate (with group: the space is conditional) and constant_liar, off by default; on,
     TPE models the values jointly, once past its random start-up trials, and draws valid configs
     while other trials are still running."""
-    default = runner._sampler(SearchSettings())
+    default = optuna_search.sampler(SearchSettings())
     assert (default._multivariate, default._group, default._constant_liar) == (False, False, False)
     assert default._n_startup_trials == 10  # Optuna's default
-    joint = runner._sampler(SearchSettings(tpe_multivariate=True, tpe_constant_liar=True, tpe_startup_trials=5))
+    joint = optuna_search.sampler(SearchSettings(tpe_multivariate=True, tpe_constant_liar=True, tpe_startup_trials=5))
     assert (joint._multivariate, joint._group, joint._constant_liar) == (True, True, True)
     assert joint._n_startup_trials == 5
     space = load_space("cnn2d.yaml")
@@ -369,7 +372,7 @@ def test_resume_of_a_start_cut_short_starts_it(
         raise KeyboardInterrupt  # stop here: what matters is how the search was to go on
 
     monkeypatch.setattr(runner, "start_ray", lambda address, job_name, plugins=(): None)
-    monkeypatch.setattr(runner, "_tuner", tuner)
+    monkeypatch.setattr(runner, "build_tuner", tuner)
     with pytest.raises(KeyboardInterrupt):
         run_search(SearchRequest(space=None, storage=str(tmp_path), name=experiment.name, resume=True))
     assert started == [False]  # a new Tuner, not Tuner.restore
@@ -390,12 +393,12 @@ def test_build_stores_only(
     assert sorted(FeatureStore(Path(p)).setting.hop_length for p in printed) == [512, 1024]
 
 
-def _tiny_searcher(tmp_path: Path, num_samples: int = 3) -> runner.ResumableOptunaSearch:
+def _tiny_searcher(tmp_path: Path, num_samples: int = 3) -> optuna_search.ResumableOptunaSearch:
     """A search's searcher on its study in SQLite (a new object each call: a driver started again)."""
     space = load_space(tiny_space(tmp_path, num_samples=num_samples, max_epochs=1))
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.sqlite'}")
-    sampler = runner.SpaceSampler(space)
-    return runner.ResumableOptunaSearch(
+    sampler = optuna_search.SpaceSampler(space)
+    return optuna_search.ResumableOptunaSearch(
         sampler, "valid_clip_acc", mode="max", num_samples=num_samples, study_name="s", storage=storage
     )
 
@@ -426,7 +429,7 @@ def test_restored_searcher_fails_the_study_trials_ray_does_not_resume(tmp_path: 
     RUNNING, FAIL = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
     assert _study_states(tmp_path) == [RUNNING, FAIL, FAIL]
     assert isinstance(restored.suggest("second"), dict) and isinstance(restored.suggest("third"), dict)
-    assert restored.suggest("fourth") == runner.Searcher.FINISHED
+    assert restored.suggest("fourth") == optuna_search.Searcher.FINISHED
 
 
 def test_restored_searcher_skips_a_trial_only_the_run_snapshot_knows(tmp_path: Path) -> None:
@@ -446,22 +449,22 @@ def test_restored_searcher_skips_a_trial_only_the_run_snapshot_knows(tmp_path: P
         restored.on_trial_result(trial_id, result)
         restored.on_trial_complete(trial_id, result)
     assert _study_states(tmp_path) == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
-    assert restored.suggest("third") == runner.Searcher.FINISHED
+    assert restored.suggest("third") == optuna_search.Searcher.FINISHED
 
 
 def test_searcher_stops_at_num_samples() -> None:
     """Ray samples without end (its count is a file of its own); the searcher counts the trials."""
     space = load_space(SPACES_DIR / "cnn2d.yaml").with_search(num_samples=2)
-    searcher = runner.searcher(space, "count", optuna.storages.InMemoryStorage())
+    searcher = optuna_search.searcher(space, "count", optuna.storages.InMemoryStorage())
     assert [isinstance(searcher.suggest(t), dict) for t in "ab"] == [True, True]
-    assert searcher.suggest("c") == runner.Searcher.FINISHED
+    assert searcher.suggest("c") == optuna_search.Searcher.FINISHED
 
 
 def test_trial_folders_ray_did_not_resume_are_set_aside(tmp_path: Path) -> None:
     for name in ("cnn2d_adam_mel_1", "cnn2d_adam_mel_2"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "params.json").write_text("{}")
-    runner._set_orphans_aside(tmp_path, [SimpleNamespace(path=str(tmp_path / "cnn2d_adam_mel_1"))])
+    lifecycle.set_orphans_aside(tmp_path, [SimpleNamespace(path=str(tmp_path / "cnn2d_adam_mel_1"))])
     assert [folder.name for folder in experiments.trial_folders(tmp_path)] == ["cnn2d_adam_mel_1"]
     assert (tmp_path / "orphaned-trials" / "cnn2d_adam_mel_2" / "params.json").is_file()
 

@@ -11,8 +11,8 @@ import pytest
 import ray
 import torch
 
+from features.arrays import STD_FLOOR, FitData, SplitArrays, TrainCopies
 from features.settings import FeatureSetting
-from features.store import STD_FLOOR, FitData, SplitArrays, TrainCopies
 from training import TrialConfig, fit
 from training.segments import (
     eval_segments,

@@ -18,8 +18,9 @@ import pytest
 import soundfile
 
 from common.errors import USER_ERROR_EXIT_CODE, UserError
-from features import locate, synth
+from features import locate, synth, synthetic
 from features.dataset import load_dataset
+from features.synthetic import generate
 
 CLIPS = 3  # the smallest count with every split non-empty
 SECONDS = 2.0
@@ -30,7 +31,7 @@ SPLITS = ("train", "valid", "test")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny set shared by the read-only tests (generation is the slow part)."""
     out = tmp_path_factory.mktemp("synth") / "data"
-    return synth.generate_dataset(out, clips_per_genre=CLIPS, seconds=SECONDS, seed=7, workers=1)
+    return synthetic.generate_dataset(out, clips_per_genre=CLIPS, seconds=SECONDS, seed=7, workers=1)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -42,7 +43,7 @@ def _lists(root: Path) -> dict[str, list[str]]:
 
 
 def test_layout_is_gtzans(dataset: Path):
-    expected = {f"{g}/{g}.{i:05d}.wav" for g in synth.GENRES for i in range(CLIPS)}
+    expected = {f"{g}/{g}.{i:05d}.wav" for g in synthetic.GENRES for i in range(CLIPS)}
     wavs = {str(p.relative_to(dataset)) for p in dataset.rglob("*.wav")}
     assert wavs == expected
     extras = {"train_filtered.txt", "valid_filtered.txt", "test_filtered.txt", "SYNTHETIC.json"}
@@ -63,61 +64,61 @@ def test_marker_says_synthetic(dataset: Path):
         "clips_per_genre": CLIPS,
         "seconds": SECONDS,
         "sample_rate": 22050,
-        "genres": list(synth.GENRES),
+        "genres": list(synthetic.GENRES),
     }
 
 
 def test_split_lists_cover_every_clip_once(dataset: Path):
     lists = _lists(dataset)
     listed = [name for names in lists.values() for name in names]
-    assert len(listed) == len(set(listed)) == CLIPS * len(synth.GENRES)
+    assert len(listed) == len(set(listed)) == CLIPS * len(synthetic.GENRES)
     assert set(listed) == {str(p.relative_to(dataset)) for p in dataset.rglob("*.wav")}
-    for genre in synth.GENRES:
+    for genre in synthetic.GENRES:
         for split, names in lists.items():
             assert any(name.startswith(f"{genre}/") for name in names), f"{genre} missing from {split}"
 
 
 def test_loads_as_a_dataset(dataset: Path):
     loaded = load_dataset(dataset)
-    assert loaded.synthetic and loaded.classes == tuple(sorted(synth.GENRES)) and not loaded.missing
+    assert loaded.synthetic and loaded.classes == tuple(sorted(synthetic.GENRES)) and not loaded.missing
 
 
 @pytest.mark.parametrize("n", [40, 100, 1000])
 def test_split_proportions_follow_the_real_split(n: int):
-    sizes = synth.split_sizes(n)
+    sizes = synthetic.split_sizes(n)
     assert sum(sizes) == n
-    for size, fraction in zip(sizes, synth.SPLIT_FRACTIONS.values()):
+    for size, fraction in zip(sizes, synthetic.SPLIT_FRACTIONS.values()):
         assert abs(size - n * fraction) <= 1.5
 
 
 def test_small_splits_are_never_empty():
     for n in range(3, 12):
-        assert min(synth.split_sizes(n)) >= 1 and sum(synth.split_sizes(n)) == n
-    assert synth.split_sizes(1) == (1, 0, 0)
-    assert sum(synth.split_sizes(2)) == 2
+        assert min(synthetic.split_sizes(n)) >= 1 and sum(synthetic.split_sizes(n)) == n
+    assert synthetic.split_sizes(1) == (1, 0, 0)
+    assert sum(synthetic.split_sizes(2)) == 2
 
 
 def test_split_assignment_is_seeded():
-    assert synth.assign_splits(20, seed=3) == synth.assign_splits(20, seed=3)
-    assert synth.assign_splits(20, seed=3) != synth.assign_splits(20, seed=4)
+    assert synthetic.assign_splits(20, seed=3) == synthetic.assign_splits(20, seed=3)
+    assert synthetic.assign_splits(20, seed=3) != synthetic.assign_splits(20, seed=4)
 
 
 def test_same_seed_same_bytes_whatever_the_workers(dataset: Path, tmp_path: Path):
     out = tmp_path / "again"
     out.mkdir()  # an existing empty folder is fine
-    synth.generate_dataset(out, clips_per_genre=CLIPS, seconds=SECONDS, seed=7, workers=2)
+    synthetic.generate_dataset(out, clips_per_genre=CLIPS, seconds=SECONDS, seed=7, workers=2)
     assert _files(out) == _files(dataset)
 
 
 def test_different_seeds_differ():
-    a = synth.synthesize_clip("jazz", 1.0, (0, 4, 0))
-    b = synth.synthesize_clip("jazz", 1.0, (1, 4, 0))
+    a = synthetic.synthesize_clip("jazz", 1.0, (0, 4, 0))
+    b = synthetic.synthesize_clip("jazz", 1.0, (1, 4, 0))
     assert not np.array_equal(a, b)
 
 
 def test_clips_are_mono_float32_in_range():
-    for seed, genre in enumerate(synth.GENRES):
-        audio = synth.synthesize_clip(genre, 1.5, seed)
+    for seed, genre in enumerate(synthetic.GENRES):
+        audio = synthetic.synthesize_clip(genre, 1.5, seed)
         assert audio.dtype == np.float32 and audio.shape == (round(1.5 * 22050),)
         assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
         assert np.abs(audio).max() > 0.1  # not silence
@@ -125,7 +126,7 @@ def test_clips_are_mono_float32_in_range():
 
 def _spectrum(genre: str) -> np.ndarray:
     """Average log power spectrum over a few clips: the genre, not one clip's accident."""
-    clips = [synth.synthesize_clip(genre, 1.5, (0, synth.GENRES.index(genre), i)) for i in range(3)]
+    clips = [synthetic.synthesize_clip(genre, 1.5, (0, synthetic.GENRES.index(genre), i)) for i in range(3)]
     frames = np.concatenate([c[: c.size // 1024 * 1024].reshape(-1, 1024) for c in clips])
     return np.log10(1e-8 + np.mean(np.abs(np.fft.rfft(frames * np.hanning(1024))) ** 2, axis=0))
 
@@ -141,7 +142,7 @@ def test_refuses_a_non_empty_out(tmp_path: Path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="not an empty folder"):
-        synth.generate_dataset(out, clips_per_genre=1, seconds=0.5, workers=1)
+        synthetic.generate_dataset(out, clips_per_genre=1, seconds=0.5, workers=1)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
@@ -150,9 +151,9 @@ def test_an_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
     def fail(job):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "_write_clip", fail)
+    monkeypatch.setattr(generate, "_write_clip", fail)
     with pytest.raises(KeyboardInterrupt):
-        synth.generate_dataset(tmp_path / "data", clips_per_genre=1, seconds=0.5, workers=1)
+        synthetic.generate_dataset(tmp_path / "data", clips_per_genre=1, seconds=0.5, workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -165,12 +166,12 @@ def _disk(free: int):
 
 
 def test_too_little_disk_space_is_one_line_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    needed = synth.bytes_needed(2, 30.0)
+    needed = synthetic.bytes_needed(2, 30.0)
     assert needed > 8 * 2 * 30 * 22050 * 2  # every sample of every clip, at least
-    monkeypatch.setattr(synth.shutil, "disk_usage", lambda path: _disk(needed - 1))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: _disk(needed - 1))
     out = tmp_path / "data"
     with pytest.raises(UserError) as error:
-        synth.generate_dataset(out, clips_per_genre=2, seconds=30.0, workers=1)
+        synthetic.generate_dataset(out, clips_per_genre=2, seconds=30.0, workers=1)
     message = str(error.value)
     assert message.startswith(f"not enough disk space for the synthetic set {out}: it needs ")
     assert f"{needed / 1e6:.1f} MB" in message and "\n" not in message
@@ -181,7 +182,7 @@ def _fail_after_first_clip(monkeypatch: pytest.MonkeyPatch, error: Exception, fr
     """Writing a clip raises `error` after the first one, and the disk then has `free_then` bytes."""
     write = soundfile.write
     written: list[str] = []
-    monkeypatch.setattr(synth.shutil, "disk_usage", lambda path: _disk(10**9 if not written else free_then))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: _disk(10**9 if not written else free_then))
 
     def write_until_full(path, *args, **kwargs):
         if written:
@@ -203,7 +204,7 @@ def test_disk_filling_up_while_writing_is_one_line(tmp_path: Path, monkeypatch: 
     _fail_after_first_clip(monkeypatch, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), free_then=0)
     out = tmp_path / "data"
     with pytest.raises(UserError) as error:
-        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+        synthetic.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
     _assert_disk_full_error(error.value, out)
 
 
@@ -214,11 +215,11 @@ def test_libsndfile_system_error_is_a_full_disk_only_without_room(tmp_path: Path
     _fail_after_first_clip(monkeypatch, system_error, free_then=0)
     out = tmp_path / "data"
     with pytest.raises(UserError) as error:
-        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+        synthetic.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
     _assert_disk_full_error(error.value, out)
     _fail_after_first_clip(monkeypatch, system_error, free_then=10**9)
     with pytest.raises(soundfile.LibsndfileError):
-        synth.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
+        synthetic.generate_dataset(out, clips_per_genre=2, seconds=0.5, workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -228,13 +229,13 @@ def test_libsndfile_system_error_is_a_full_disk_only_without_room(tmp_path: Path
 )
 def test_bad_arguments_are_user_errors(tmp_path: Path, kwargs: dict):
     with pytest.raises(UserError):
-        synth.generate_dataset(tmp_path / "data", **({"clips_per_genre": 1, "seconds": 0.5} | kwargs))
+        synthetic.generate_dataset(tmp_path / "data", **({"clips_per_genre": 1, "seconds": 0.5} | kwargs))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_genre_is_a_user_error():
     with pytest.raises(UserError, match="unknown genre"):
-        synth.synthesize_clip("polka", 1.0, 0)
+        synthetic.synthesize_clip("polka", 1.0, 0)
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -253,11 +254,11 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture):
 FIRST_RUN = """
 import sys, time
 from pathlib import Path
-from features import locate, synth
+from features import locate, synthetic
 
 log, go = Path(sys.argv[1]), Path(sys.argv[2])
-synth.DEFAULT_CLIPS_PER_GENRE, synth.DEFAULT_SECONDS = 3, 0.5
-generate = synth.generate_dataset
+synthetic.DEFAULT_CLIPS_PER_GENRE, synthetic.DEFAULT_SECONDS = 3, 0.5
+generate = synthetic.generate_dataset
 
 def held_generation(out):
     with log.open("a") as file:
@@ -266,7 +267,7 @@ def held_generation(out):
         time.sleep(0.05)
     return generate(out, clips_per_genre=3, seconds=0.5, workers=1)
 
-synth.generate_dataset = held_generation
+synthetic.generate_dataset = held_generation
 print("root", locate.synthetic_default())
 """
 
@@ -312,17 +313,19 @@ def test_two_first_runs_at_once_generate_the_default_set_once(tmp_path: Path, ru
     assert roots[0] == roots[1] and (tmp_path / "generations.log").read_text() == "generation\n"
     root = Path(roots[0].removeprefix("root "))
     assert load_dataset(root).synthetic
-    fresh = synth.generate_dataset(tmp_path / "fresh", clips_per_genre=3, seconds=0.5, workers=1)
+    fresh = synthetic.generate_dataset(tmp_path / "fresh", clips_per_genre=3, seconds=0.5, workers=1)
     assert _files(root) == _files(fresh)
     assert not [p for p in root.parent.iterdir() if "partial" in p.name]
 
 
 def test_a_killed_generations_partial_folder_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("GENRE_SEARCH_CACHE", str(tmp_path))
-    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_GENRE", 1)
-    monkeypatch.setattr(synth, "DEFAULT_SECONDS", 0.5)
+    monkeypatch.setattr(synthetic, "DEFAULT_CLIPS_PER_GENRE", 1)
+    monkeypatch.setattr(synthetic, "DEFAULT_SECONDS", 0.5)
     monkeypatch.setattr(
-        synth, "generate_dataset", functools.partial(synth.generate_dataset, clips_per_genre=1, seconds=0.5, workers=1)
+        synthetic,
+        "generate_dataset",
+        functools.partial(synthetic.generate_dataset, clips_per_genre=1, seconds=0.5, workers=1),
     )
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     name = "synthetic-seed0-1x0.5s"

@@ -17,8 +17,8 @@ from torch import nn
 
 import models
 from common.errors import UserError
+from features.arrays import FitData, SplitArrays
 from features.settings import FeatureSetting
-from features.store import FitData, SplitArrays
 from training import EpochMetrics, TrainingDiverged, TrainingState, TrialConfig, evaluate_clips, fit, predict_clips
 from training.config import OptimizerConfig, ScheduleConfig
 from training.fit import check_precision

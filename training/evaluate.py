@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from features.store import SplitArrays
+from features.arrays import SplitArrays
 from training.segments import DeviceSplit, eval_segments, gather, prepare_split
 
 

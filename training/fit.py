@@ -16,7 +16,7 @@ from torch import nn
 import models
 from common.errors import UserError
 from common.typed import require
-from features.store import STD_FLOOR, FitData
+from features.arrays import STD_FLOOR, FitData
 from training.augment import augment_batch
 from training.config import TrialConfig
 from training.evaluate import ClipEvaluation, evaluate_prepared

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from common.errors import UserError
+from common.partials import atomic_write
+from features.arrays import SplitArrays
 from features.settings import FeatureSetting
-from features.store import SplitArrays
 from models.plugins import load_recorded, plugin_of
 from models.registry import build_model
 from training.config import TrialConfig
@@ -80,7 +81,8 @@ def save_model(
         "about": about,
         "plugin": plugin.to_dict() if plugin else None,  # the file that registered the architecture
     }
-    torch.save(payload, path)
+    with atomic_write(path, "wb") as file:  # a report killed mid-save leaves no truncated model
+        torch.save(payload, file)
 
 
 def load_model(path: str | Path) -> SavedModel:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from features.store import STD_FLOOR, SplitArrays, TrainCopies
+from features.arrays import STD_FLOOR, SplitArrays, TrainCopies
 
 # Share of a GPU's free memory one run's clips may take when it starts: the rest is for the
 # activations and for the other trials sharing the GPU (each holds its own copy of its data).

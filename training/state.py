@@ -8,7 +8,6 @@ Only plain containers, numbers, strings and tensors go into a checkpoint, so `lo
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
+from common.partials import atomic_write
 from training.config import TrialConfig
 from training.schedules import Plateau
 
@@ -73,14 +73,12 @@ class TrainingState:
     best_model: dict[str, torch.Tensor] | None  # state_dict at best_epoch
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (a temporary file, then a rename): a run killed mid-save leaves the
+        """Write atomically (a partial file, then a rename): a run killed mid-save leaves the
         previous checkpoint intact rather than a truncated one."""
-        path = Path(path)
-        temporary = path.with_name(f".{path.name}.partial")
         payload = {"format_version": STATE_FORMAT_VERSION}
         payload.update({f.name: getattr(self, f.name) for f in fields(self)})
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
+        with atomic_write(Path(path), "wb") as file:
+            torch.save(payload, file)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainingState:

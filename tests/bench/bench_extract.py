@@ -187,12 +187,12 @@ def main() -> None:
 
 def bench_dataset(clips_per_genre: int) -> Path:
     """A synthetic set of GTZAN's size, generated once into the cache folder."""
-    from features import synth
+    from features import synthetic
     from features.locate import cache_dir
 
     root = cache_dir() / f"bench-synthetic-seed0-{clips_per_genre}x30s"
     if not root.is_dir():
-        synth.generate_dataset(root, clips_per_genre=clips_per_genre, seconds=30.0)
+        synthetic.generate_dataset(root, clips_per_genre=clips_per_genre, seconds=30.0)
     return root
 
 

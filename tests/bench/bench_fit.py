@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import models
+from features.arrays import FitData
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.locate import default_stores_dir, resolve_data_root
 from features.settings import FeatureSetting
-from features.store import FeatureStore, FitData
+from features.store import FeatureStore
 from training import TrialConfig, evaluate_clips, fit
 
 LOOP = importlib.import_module("training.fit")  # the module: `training.fit` is the function

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from features.arrays import FitData, SplitArrays
 from features.settings import FeatureSetting
-from features.store import FeatureStore, FitData, SplitArrays
+from features.store import FeatureStore
 from training import fit
 
 HERE = Path(__file__).resolve().parent

@@ -45,14 +45,15 @@ import numpy as np
 import psutil
 import ray
 import torch
-from ray._private.internal_api import memory_summary
 
+from common.upstream import ray_memory_summary
+from features.arrays import FitData, SplitArrays, TrainCopies
 from features.dataset import load_dataset
 from features.extract import build_stores
 from features.locate import cache_dir
 from features.settings import FeatureSetting
-from features.store import FeatureStore, FitData, SplitArrays, TrainCopies
-from features.synth import GENRES, generate_dataset
+from features.store import FeatureStore
+from features.synthetic import GENRES, generate_dataset
 from training import TrialConfig, fit
 from training.segments import DeviceSplit, gather, normalised_split, prepare_train, random_crops, with_copies
 
@@ -182,7 +183,7 @@ def trial(boxed: list[ray.ObjectRef], epochs: int, approach: str) -> dict[str, A
 
 def object_store_mib() -> float:
     """Bytes in this node's object store (Ray's memory summary), MiB."""
-    summary = memory_summary(ray.get_runtime_context().gcs_address, stats_only=True)
+    summary = ray_memory_summary(ray.get_runtime_context().gcs_address, stats_only=True)
     found = re.search(r"Plasma memory usage (\d+) MiB", summary)
     return float(found.group(1)) if found else float("nan")
 

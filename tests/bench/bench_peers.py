@@ -3,7 +3,7 @@ equal epoch budget on the same machine, each with several search seeds.
 
     python -m tests.bench.bench_peers [--out DIR (bench-out/peers)] [--data DIR] [--epoch-budget N] [--seeds N]
                                       [--retrain-seeds N] [--pruner median|hyperband] [--systems A,B,...]
-                                      [--smoke]
+                                      [--records ARCHIVE ...] [--retrain-json FILE] [--smoke]
 
 The systems, all on the default space (spaces/cnn2d.yaml), its stores and the one `fit()`:
   ours          genre-search as shipped: Optuna's TPE and ASHA through Ray Tune (search/runner.py)
@@ -33,6 +33,9 @@ Writes under --out: records/<system>-seed<k>.csv (one row per epoch, with the cu
 (budget, wall time, best trial and every trial's config), retrain.json, summary.csv, anytime.png.
 A (system, seed) whose JSON is there with the same budget is read back, not run again, and so is a
 retraining of the same config and seed, so a long run that was cut off continues.
+`--records` unpacks archives of records (docs/peers/records-*.tar.xz: records/... as written here)
+into --out first, and `--retrain-json` puts a retrain.json there (docs/peers/retrain.json), so that
+a committed run is read back and its summary.csv and figure written again without training.
 `--smoke` runs everything on a tiny synthetic set in minutes.
 """
 
@@ -43,12 +46,13 @@ import functools
 import json
 import multiprocessing
 import random
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import optuna
@@ -58,7 +62,8 @@ import torch
 import yaml
 from sklearn.model_selection import ParameterGrid
 
-from features.store import FeatureStore, FitData
+from features.arrays import FitData
+from features.store import FeatureStore
 from reporting.retrain import Retraining, load_test_split, train_standard
 from reporting.trials import load_trials
 from search.runner import SearchRequest, build_space_stores, run_search
@@ -380,17 +385,20 @@ def retrain(args: tuple[str, dict[str, Any], dict[str, str], int, int, str]) -> 
 def retrain_all(bench: Bench, configs: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
     """Each system's best config retrained with `bench.retrain_seeds` seeds, two at a time; runs
     in retrain.json of the same config and seed are read back, not run again."""
-    stores = {setting.name: str(path) for setting, path in build_space_stores(_request(bench)).items()}
     max_epochs = int(yaml.safe_load(bench.space.read_text())["search"]["max_epochs"])
     kept = _saved_retrains(bench.out / "retrain.json", configs)
-    tasks = []
-    for system, config in configs.items():
-        out_dir = bench.out / "retrain" / system
-        out_dir.mkdir(parents=True, exist_ok=True)
-        seeds = [seed for seed in range(bench.retrain_seeds) if (system, seed) not in kept]
-        tasks += [(system, config, stores, max_epochs, seed, str(out_dir)) for seed in seeds]
-    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = list(kept.values()) + list(pool.map(retrain, tasks))
+    seeds = range(bench.retrain_seeds)
+    missing = [(system, seed) for system in configs for seed in seeds if (system, seed) not in kept]
+    runs = list(kept.values())
+    if missing:  # the stores are built only when something is retrained
+        stores = {setting.name: str(path) for setting, path in build_space_stores(_request(bench)).items()}
+        tasks = []
+        for system, seed in missing:
+            out_dir = bench.out / "retrain" / system
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tasks.append((system, configs[system], stores, max_epochs, seed, str(out_dir)))
+        with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs += list(pool.map(retrain, tasks))
     runs = [run for run in runs if run[0] in configs and run[1] < bench.retrain_seeds]
     (bench.out / "retrain.json").write_text(
         json.dumps(
@@ -417,6 +425,41 @@ def _saved_retrains(path: Path, configs: dict[str, dict[str, Any]]) -> dict[tupl
 # --- the command ---------------------------------------------------------------------------------
 
 
+def _place(target: Path, data: bytes, source: str) -> None:
+    """Write `data` at `target`, which may already hold the same bytes but nothing else."""
+    if target.is_file() and target.read_bytes() == data:
+        return
+    if target.exists():
+        raise SystemExit(f"{source}: {target} exists and differs; remove it or choose another --out")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+def unpack_records(archive: Path, out: Path) -> int:
+    """Unpack a records archive into `out`, or nothing of it when any member is not a plain file or
+    folder or has an absolute path or a `..`. Returns how many files it held."""
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for member in members:
+            name = PurePosixPath(member.name)
+            if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
+                raise SystemExit(f"{archive}: refused member {member.name!r} (absolute, '..', or not a plain file)")
+        files = [member for member in members if member.isfile()]
+        for member in files:
+            reader = tar.extractfile(member)
+            assert reader is not None  # a regular file always has one
+            _place(out.joinpath(*PurePosixPath(member.name).parts), reader.read(), str(archive))
+    return len(files)
+
+
+def read_back_inputs(args: argparse.Namespace, out: Path) -> None:
+    """--records' archives and --retrain-json's file, put into --out before anything reads it."""
+    for archive in args.records or ():
+        print(f"{archive}: {unpack_records(Path(archive), out)} record files unpacked into {out}")
+    if args.retrain_json:
+        _place(out / "retrain.json", Path(args.retrain_json).read_bytes(), args.retrain_json)
+
+
 def prepared(args: argparse.Namespace) -> Bench:
     """The bench's settings; with --smoke a tiny synthetic set and a tiny search (minutes on 2 cores)."""
     out = Path(args.out).expanduser().resolve()
@@ -424,11 +467,11 @@ def prepared(args: argparse.Namespace) -> Bench:
     raw = yaml.safe_load((SPACES_DIR / "cnn2d.yaml").read_text())
     data, seeds, retrain_seeds = args.data, tuple(range(args.seeds)), args.retrain_seeds
     if args.smoke:
-        from features import synth
+        from features import synthetic
 
         data = data or str(out / "smoke-data")
         if not Path(data).is_dir():
-            synth.generate_dataset(Path(data), clips_per_genre=5, seconds=6.0)
+            synthetic.generate_dataset(Path(data), clips_per_genre=5, seconds=6.0)
         raw["search"].update(num_samples=3, max_epochs=2, grace_period=1)
         seeds, retrain_seeds = seeds[:1], 1
     space = out / "space.yaml"
@@ -488,8 +531,20 @@ def main() -> None:
         default=SYSTEMS,
         help=f"comma-separated, in the table's order (default {','.join(SYSTEMS)}; also: {','.join(VARIANT_NAMES)})",
     )
+    parser.add_argument(
+        "--records",
+        nargs="+",
+        metavar="ARCHIVE",
+        help="archives of records (docs/peers/records-*.tar.xz) unpacked into --out first, to be read back",
+    )
+    parser.add_argument(
+        "--retrain-json", metavar="FILE", help="a retrain.json (docs/peers/retrain.json) put into --out first"
+    )
     parser.add_argument("--smoke", action="store_true", help="everything end to end on a tiny set, in minutes")
     args = parser.parse_args()
+    for path in [*(args.records or ()), *([args.retrain_json] if args.retrain_json else [])]:
+        if not Path(path).is_file():
+            parser.error(f"no such file: {path}")
     known = [*SYSTEMS, *VARIANT_NAMES]
     unknown = sorted(set(args.systems) - set(known))
     if unknown:
@@ -498,7 +553,9 @@ def main() -> None:
         parser.error("--systems without ours needs --epoch-budget (ours as shipped sets the budget)")
     if args.seeds < 1 or args.retrain_seeds < 1 or (args.epoch_budget is not None and args.epoch_budget < 1):
         parser.error("--seeds, --retrain-seeds and --epoch-budget must be at least 1")
-    bench, results = run_all(prepared(args))
+    bench = prepared(args)
+    read_back_inputs(args, bench.out)
+    bench, results = run_all(bench)
     configs = {system: best_config(runs, bench.budget) for system, runs in results.items()}
     tests = retrain_all(bench, configs)
     report(bench, results, tests)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-import ray
 from moto.server import ThreadedMotoServer
 from ray.cluster_utils import Cluster
 
 from common import experiment as experiments
+from common import upstream
 from tests.conftest import make_layout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def recording(base: Path, node: str) -> dict[str, str]:
     return {"PYTHONPATH": str(base / "hook"), OPENS_LOG: str(base / f"h5-opens-{node}.txt")}
 
 
-def worker_node(cluster: Cluster, base: Path, name: str) -> ray._private.node.Node:
+def worker_node(cluster: Cluster, base: Path, name: str) -> upstream.RayNode:
     node = cluster.add_node(num_cpus=1, env_vars=recording(base, name))
     cluster.wait_for_nodes()
     return node

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import experiment as experiments
+from common import upstream
 from common.errors import UserError
 from tests.conftest import make_layout
 from tests.test_search import REPO, tiny_space
@@ -27,9 +27,9 @@ NUM_SAMPLES = 6
 
 
 def run_snapshot_trials(folder: Path) -> list[str]:
-    snapshot = experiments.newest_run_state(folder)
+    snapshot = upstream.newest_run_state(folder)
     try:
-        return list(experiments.run_state_trials(snapshot, "trial_id")) if snapshot else []
+        return list(upstream.run_state_trials(snapshot, "trial_id")) if snapshot else []
     except UserError:  # caught while Ray wrote it
         return []
 
