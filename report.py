@@ -6,16 +6,19 @@ loss), retrains its saved config from scratch with N seeds using the search's ow
 evaluates each on validation and, only here, on the test split. Writes `report.md` with its PNG
 figures, `report.json` and one model file per seed into `<experiment>/report/` (or `--out`).
 
-Compared with: the homework baseline's published 63.44% test accuracy when the data is GTZAN's 8
-homework genres, and `baseline.yaml`'s result when an experiment of it on the same dataset (same
-fingerprint) is in the same storage folder (the latest one; see reporting/baselines.py).
+Compared with: the homework baseline's published 63.44% test accuracy when the test split is the
+homework's own (the fingerprint of its 227 clip names), and `baseline.yaml`'s result when an
+experiment of it on the same dataset (same fingerprint) is in the same storage folder (the latest
+one; see reporting/baselines.py).
 
 Every accuracy has a 95% interval (bootstrap over clips), and a comparison pairs the two models
 on the same test clips (McNemar's exact test) with a one-sentence verdict. `--compare A B` writes
 a side-by-side report of two experiments on the same data (reporting/compare.py).
 
-The experiment folder is read from its JSON and CSV files only, never unpickled; an experiment in
-which no trial finished an epoch gets its leaderboard and one line, with exit code 2.
+The experiment folder is read from its JSON and CSV files only, never unpickled, and its records
+run no code: a plugin architecture is retrained only with the file the user names (`--plugin FILE`,
+SHA-256 as recorded). An experiment in which no trial finished an epoch gets its leaderboard and
+one line, with exit code 2. Outputs appear together when complete (report.json last).
 """
 
 from __future__ import annotations
@@ -47,13 +50,22 @@ def parse_args(argv: list[str] | None = None) -> ReportRequest | CompareRequest:
         "--out", help="output folder (default: report/ inside the experiment; compare-A-vs-B/ beside A for --compare)"
     )
     parser.add_argument("--storage", help="folder holding experiments (default: runs/ in the project)")
+    parser.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a plugin file the experiment recorded (its SHA-256 must match): records never run code by themselves",
+    )
     args = vars(parser.parse_args(argv))
     compared = args.pop("compare")
+    args["plugins"] = tuple(args["plugins"])
     if compared is None:
         return ReportRequest(**args)
     if args["experiment"] or args["merge_train_valid"]:
         parser.error("--compare takes its two experiments itself: without --experiment or --merge-train-valid")
-    return CompareRequest(tuple(compared), seeds=args["seeds"], out=args["out"], storage=args["storage"])
+    return CompareRequest(tuple(compared), args["seeds"], args["out"], args["storage"], args["plugins"])
 
 
 @exit_on_user_error

@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import sys
 
 from common.errors import exit_on_user_error
 from features.layouts import DataOptions
+from search.lifecycle import handle_stop_signals, interrupted_line, stop_signal
 from search.runner import SearchRequest, build_space_stores, run_search
 
-# The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
-STOPPED_EXIT_CODE = 130
+# The shell's exit status for a command stopped by a signal: 128 + its number (Ctrl-C 130, SIGTERM 143).
+STOPPED_EXIT_CODE = 128 + signal.SIGINT
+TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
 
 
 def parse_args(argv: list[str] | None = None) -> SearchRequest:
@@ -61,6 +64,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    handle_stop_signals()  # SIGTERM ends the search as Ctrl-C does (search.lifecycle)
     request = parse_args(argv)
     if request.build_stores_only:
         for path in build_space_stores(request).values():
@@ -69,11 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         outcome = run_search(request)
     except KeyboardInterrupt:
-        print("stopped before the search started", file=sys.stderr)
-        sys.exit(STOPPED_EXIT_CODE)
+        number = stop_signal() or signal.SIGINT
+        print(interrupted_line(number, None), file=sys.stderr)
+        sys.exit(128 + number)
     if outcome.stopped:
-        print(f"stopped; resume with: {outcome.resume_command}")
-        sys.exit(STOPPED_EXIT_CODE)
+        number = outcome.stop_signal or signal.SIGINT
+        print(interrupted_line(number, outcome.resume_command))
+        sys.exit(128 + number)
     print(f"experiment: {outcome.local_dir}\nnext: python report.py --experiment {outcome.local_dir}")
 
 

@@ -8,6 +8,7 @@ This module alone names the folder's files and reads and writes `experiment.json
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import shutil
 import sys
@@ -21,6 +22,7 @@ import pyarrow.fs
 
 from common.errors import UserError
 from common.partials import atomic_write
+from common.safe_load import load_json
 from common.upstream import RUN_STATE_PATTERN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +47,9 @@ TRIAL_PROGRESS_FILE = "progress.csv"  # the same rows as a table: read when resu
 TRIAL_ERROR_FILES = ("error.txt", "error.pkl")  # only their presence is checked: error.pkl is never opened
 ORPHANS_DIR = "orphaned-trials"
 CONFIG_FAILURES_DIR = "config-failures"  # <trial id>.txt: trials that failed for their config, not retried
+LEASE_FILE = "driver.lease"  # the live driver's (common.driver_lease): one driver per experiment folder
+# The sha256 of the space file's copy, recorded in experiment.json: a resume refuses an edited copy.
+SPACE_HASH_KEY = "space_sha256"
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def locate(storage: str | None, name: str | None, resume: bool, space_path: Path
         raise UserError(f"experiment {local} already exists: pass --resume to continue it, or another --name")
     if resume and not exists:
         raise UserError(f"experiment {local} not found: nothing to resume")
-    if not resume and local.exists() and any(local.iterdir()):
+    if not resume and local.exists() and any(p.name != LEASE_FILE for p in local.iterdir()):
         raise UserError(f"{local} exists and is not an experiment: choose another --name")
     storage = storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
     return Experiment(storage, name, local)
@@ -115,10 +120,10 @@ def has_run_state(experiment: Experiment) -> bool:
 
 
 def clear_run_state(local_dir: Path) -> None:
-    """Remove all but experiment.json, the space copy and the runs' wall times: what a start cut
-    short left behind."""
+    """Remove all but experiment.json, the space copy, the runs' wall times and the driver's
+    lease: what a start cut short left behind."""
     for path in Path(local_dir).iterdir():
-        if path.name not in (METADATA_FILE, SPACE_COPY, RUN_SECONDS_FILE):
+        if path.name not in (METADATA_FILE, SPACE_COPY, RUN_SECONDS_FILE, LEASE_FILE):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
@@ -133,6 +138,7 @@ def write_metadata(
         "name": experiment.name,
         "storage": experiment.storage,
         "space_file": str(space_path),
+        SPACE_HASH_KEY: file_sha256(experiment.local_dir / SPACE_COPY),
         "search": search,
         "dataset": dataset,
         "stores": {setting.name: str(path) for setting, path in stores.items()},
@@ -143,14 +149,15 @@ def write_metadata(
     _write(experiment.local_dir, metadata)
 
 
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def read_metadata(local_dir: Path) -> dict[str, Any]:
     path = Path(local_dir) / METADATA_FILE
     if not path.is_file():
         raise UserError(f"{local_dir} is not an experiment folder (no {METADATA_FILE})")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise UserError(f"{path}: not readable JSON ({err})") from err
+    return load_json(path, "an experiment record")  # within a size limit: it may come from shared storage
 
 
 def recorded_dataset(local_dir: Path) -> RecordedDataset:

@@ -14,6 +14,8 @@ METRIC = "valid_clip_acc"  # what the search maximises, and the leaderboard rank
 LOSS = "valid_loss"  # breaks ties between trials (and between one trial's epochs)
 EPOCH = "training_iteration"  # Ray's count of a trial's reports: one per epoch
 ROW_COLUMNS = ["trial", "status", "epochs", "best_epoch", METRIC, LOSS]
+# The status of a trial cut off by Ctrl-C or SIGTERM, in the search's leaderboard and the report alike.
+INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, TypeVar
@@ -10,6 +11,9 @@ from typing import Any, TypeVar
 from common.errors import UserError
 
 T = TypeVar("T")
+
+# A config class's hints, resolved once: the pre-flight checks build configs thousands of times.
+_type_hints = functools.cache(typing.get_type_hints)
 
 
 def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "") -> T:
@@ -26,7 +30,7 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str = "") -> T
     if unknown:
         names = ", ".join(_join(where, key) for key in unknown)
         raise UserError(f"unknown key {names} (known: {', '.join(sorted(fields))})")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     kwargs = {key: _coerce(hints[key], value, _join(where, key)) for key, value in values.items()}
     return cls(**kwargs)
 

@@ -149,6 +149,24 @@ def run_state_trials(path: Path, key: str) -> dict[Any, dict[str, Any]]:
         raise UserError(f"{path}: not a readable Ray Tune experiment state ({type(err).__name__}: {err})") from err
 
 
+# --- Ray Tune: stopping a run as Ctrl-C does ------------------------------------------------------
+
+# Ray Tune's documented switch that keeps `Tuner.fit` from taking SIGINT over (the driver's own
+# handler then decides, for SIGTERM too: search.lifecycle).
+TUNE_SIGINT_SWITCH = "TUNE_DISABLE_SIGINT_HANDLER"
+
+
+def tune_stop_handler() -> Callable[[int, Any], None] | None:
+    """Ray Tune's graceful stop of the `Tuner.fit` under way (its run's state saved, its trials
+    stopped, its results returned): the handler `fit` installs for SIGUSR1 always, and for SIGINT
+    unless TUNE_SIGINT_SWITCH is set (ray/tune/tune.py, `_setup_signal_catching`). None before
+    `fit` installed it; call it only while `fit` runs."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGUSR1)
+    return handler if callable(handler) else None
+
+
 # --- Ray Tune's OptunaSearch -------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@
 Split lists (`<root>/<genre>/<genre>.NNNNN.wav` listed in train/valid/test_filtered.txt) are read
 here: real GTZAN and the built-in synthetic set have them, and a split made for a folder without
 them is written as such lists (features.split_maker). A manifest builds its `Dataset` from its rows
-(features.manifest). Which applies to a folder or file is decided in features.layouts. Classes come
-from the lists' folder names, sorted; nothing here knows the genres.
+(features.manifest). Which applies to a folder or file is decided in features.layouts. Classes are
+the class folders of the listed clips found on disk, exactly as named, sorted; nothing here knows
+the genres.
 """
 
 from __future__ import annotations
@@ -90,34 +91,80 @@ class Dataset:
 
 def load_dataset(root: str | Path, split_lists: Path | None = None, source: dict[str, Any] | None = None) -> Dataset:
     """Parse the split lists (in `split_lists`, else at the root, else the project's) and resolve
-    every listed clip; bad input raises `UserError`."""
+    every listed clip; bad input raises `UserError`. Classes are the class folders of the clips
+    found, named exactly as on disk; a listed file missing on disk is left out with a warning."""
     root = Path(root).expanduser().resolve()
     expected = "a folder with <genre>/<genre>.NNNNN.wav files and train/valid/test_filtered.txt"
     if not root.is_dir():
         raise UserError(f"data root {root} does not exist or is not a folder (expected {expected})")
     split_lists = split_lists or _split_lists_folder(root)
-    listed = {split: _read_split_list(split_lists / SPLIT_FILES[split]) for split in SPLIT_NAMES}
-    classes = tuple(sorted({name.split("/")[0] for names in listed.values() for name in names}))
-    splits: dict[str, tuple[Clip, ...]] = {}
-    missing: list[str] = []
-    for split, names in listed.items():
-        clips = []
-        for name in names:
-            path = _resolve_audio(root / name)
-            if path is None:
-                missing.append(name)
-            else:
-                clips.append(Clip(str(Path(name).with_suffix("")), path, classes.index(name.split("/")[0])))
-        splits[split] = tuple(clips)
-    if not any(splits.values()):
-        raise UserError(f"data root {root} holds none of the {len(missing)} listed audio files (expected {expected})")
+    found, missing, unknown = _listed_clips(root, split_lists)
+    if not any(found.values()):
+        listed = len(missing) + len(unknown)
+        raise UserError(f"data root {root} holds none of the {listed} listed audio files (expected {expected})")
+    if unknown:  # a class without a folder would be an output without clips
+        line, name = unknown[0]
+        more = f" ({len(unknown) - 1} more such lines)" if len(unknown) > 1 else ""
+        label = name.split("/")[0]
+        raise UserError(
+            f"{line}: {name!r}: class {label!r} has no folder in {root}{more} (a class is a folder of clips)"
+        )
+    classes = tuple(sorted({name.split("/")[0] for clips in found.values() for name, _ in clips}))
+    splits = {split: tuple(_clip(name, path, classes) for name, path in clips) for split, clips in found.items()}
     if missing:
-        log.warning("%d listed clips are missing under %s and left out: %s", len(missing), root, _first(missing))
+        where = ", ".join(f"{line} {name}" for line, name in missing)
+        counts = class_counts(classes, splits)
+        message = "%d listed clips are missing under %s and left out: %s; clips per class (train/valid/test): %s"
+        log.warning(message, len(missing), root, where, counts)
     for split, clips in splits.items():
         if not clips:
             raise UserError(f"split {split} of {root} is empty: none of its listed clips exist")
+    check_every_class_trains(classes, splits, str(split_lists / SPLIT_FILES["train"]))
     source = source or {"layout": PROJECT_LISTS if split_lists == PROJECT_SPLITS_DIR else LISTS_AT_ROOT}
-    return Dataset(root, classes, splits, split_lists, tuple(missing), source)
+    return Dataset(root, classes, splits, split_lists, tuple(name for _, name in missing), source)
+
+
+def _listed_clips(root: Path, split_lists: Path) -> tuple[dict[str, list[tuple[str, Path]]], list, list]:
+    """Per split, (name on disk, file) of each listed clip found; (list:line, name) of each one
+    missing, and of each one whose class has no folder."""
+    found: dict[str, list[tuple[str, Path]]] = {split: [] for split in SPLIT_NAMES}
+    missing: list[tuple[str, str]] = []
+    unknown: list[tuple[str, str]] = []
+    for split in SPLIT_NAMES:
+        list_file = split_lists / SPLIT_FILES[split]
+        for number, written in _read_split_list(list_file):
+            line = f"{list_file}:{number}"
+            name, path = _on_disk(root, written, line)
+            if path is not None:
+                found[split].append((name, path))
+            else:
+                (missing if (root / name.split("/")[0]).is_dir() else unknown).append((line, name))
+    return found, missing, unknown
+
+
+def _clip(name: str, path: Path, classes: tuple[str, ...]) -> Clip:
+    return Clip(str(Path(name).with_suffix("")), path, classes.index(name.split("/")[0]))
+
+
+def class_counts(classes: tuple[str, ...], splits: dict[str, tuple[Clip, ...]]) -> str:
+    """`'blues' 3/2/2, 'rock' 3/2/1`: each class's clips in train/valid/test."""
+    counts = {label: [0, 0, 0] for label in range(len(classes))}
+    for index, split in enumerate(SPLIT_NAMES):
+        for clip in splits[split]:
+            counts[clip.label][index] += 1
+    return ", ".join(f"{classes[label]!r} {'/'.join(map(str, n))}" for label, n in counts.items())
+
+
+def check_every_class_trains(classes: tuple[str, ...], splits: dict[str, tuple[Clip, ...]], where: str) -> None:
+    """Refuse a class without train clips (one only in the test split, say): the network would have
+    an output it never learns, and every clip of that class would count as an error."""
+    trained = {clip.label for clip in splits["train"]}
+    untrained = [classes[label] for label in range(len(classes)) if label not in trained]
+    if untrained:
+        raise UserError(
+            f"{where}: class {', '.join(map(repr, untrained))} has no train clip (clips per class, "
+            f"train/valid/test: {class_counts(classes, splits)}): give it train clips or leave it out"
+        )
 
 
 def _split_lists_folder(root: Path) -> Path:
@@ -131,17 +178,31 @@ def _split_lists_folder(root: Path) -> Path:
     return PROJECT_SPLITS_DIR
 
 
-def _read_split_list(path: Path) -> list[str]:
-    names = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        problem = _listed_name_problem(line)
-        if problem:
-            raise UserError(f"{path}:{number}: {line!r} {problem} (expected 'genre/file.wav' under the data root)")
-        names.append(line)
-    return names
+def _read_split_list(path: Path) -> list[tuple[int, str]]:
+    """(line number, name as written) per listed clip: only the line ending is removed (a folder
+    name may start or end with spaces), and a byte-order mark at the start is not part of a name."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    return [
+        (number, line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _on_disk(root: Path, written: str, where: str) -> tuple[str, Path | None]:
+    """The listed clip's name as on disk and its file (None: missing). The name as written comes
+    first; without surrounding spaces only when that is what exists (a list's formatting)."""
+    names = list(dict.fromkeys((written, written.strip())))
+    for name in names:
+        if problem := _listed_name_problem(name):
+            raise UserError(f"{where}: {written!r} {problem} (expected 'genre/file.wav' under the data root)")
+    for name in names:
+        if path := _resolve_audio(root / name):
+            return name, path
+    return next((name for name in names if (root / name.split("/")[0]).is_dir()), written), None
 
 
 def _listed_name_problem(name: str) -> str | None:
@@ -171,8 +232,3 @@ def _resolve_audio(path: Path) -> Path | None:
         if path.with_suffix(suffix).is_file():
             return path.with_suffix(suffix)
     return None
-
-
-def _first(names: list[str], count: int = 5) -> str:
-    more = f", … ({len(names) - count} more)" if len(names) > count else ""
-    return ", ".join(names[:count]) + more

@@ -5,6 +5,7 @@ useless when every clip is much shorter than every segment (spoken words against
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import librosa
@@ -12,7 +13,7 @@ import soundfile
 from tqdm import tqdm
 
 from common.errors import UserError
-from features.dataset import Dataset
+from features.dataset import Clip, Dataset
 
 
 def check_segment_seconds(dataset: Dataset, segment_seconds: list[float]) -> None:
@@ -35,6 +36,16 @@ def check_segment_seconds(dataset: Dataset, segment_seconds: list[float]) -> Non
             f"data: of {len(durations)} train and valid clips, {shorter} (the shortest lasts {min(durations):.2f} s): "
             "such a clip is padded to a segment with the training mean, so a segment holds all of it"
         )
+
+
+def expected_frames(clips: Sequence[Clip], sample_rate: int, hop_length: int) -> list[int]:
+    """Each clip's feature frames from its duration in the file's header (centred frames, as
+    librosa's: 1 + samples // hop), an unreadable clip counted at the others' mean: the sizes of
+    stores to come, from every clip's length rather than from the first clips seen."""
+    seconds = [duration(clip.path) for clip in clips]
+    known = [s for s in seconds if s is not None]
+    mean = sum(known) / len(known) if known else 0.0
+    return [1 + round((mean if s is None else s) * sample_rate) // hop_length for s in seconds]
 
 
 def duration(path: Path) -> float | None:

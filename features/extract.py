@@ -89,7 +89,7 @@ def _build(dataset: Dataset, described: dict, settings: list, paths: list[Path],
     except (OSError, RuntimeError) as err:  # h5py raises either for HDF5's failed writes
         if not no_space_left(err):
             raise
-        needed = sum(writer.bytes_needed() for writer in writers) / 2**20  # 0 before the first clip's features
+        needed = sum(writer.bytes_needed() for writer in writers) / 2**20  # from every clip's duration
         size = f"they need about {needed:.1f} MiB: clips x frames x bins x 2 bytes" if needed else "size not known yet"
         raise UserError(
             f"{paths[0].parent}: no space left on the device for the feature stores ({size}); "

@@ -3,13 +3,15 @@ fold, read with pandas. ESC-50's and UrbanSound8K's metadata files work as they 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from common.errors import UserError
-from features.dataset import MANIFEST, SPLIT_NAMES, Clip, Dataset
+from common.safe_load import MAX_MANIFEST_BYTES, read_bounded
+from features.dataset import MANIFEST, SPLIT_NAMES, Clip, Dataset, check_every_class_trains
 
 # Accepted spellings of each column (case-insensitive); the first one present is used.
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "slice_file_name", "audio")
@@ -67,14 +69,16 @@ def load_manifest(manifest: Path, audio_dir: Path | None = None, folds: FoldChoi
     for split, clips in splits.items():
         if not clips:
             raise UserError(f"{manifest}: no row is in split {split} (every split needs clips)")
-    source = {"layout": MANIFEST, "manifest": str(manifest), "audio_dir": str(audio_dir), "folds": chosen}
     frozen = {split: tuple(clips) for split, clips in splits.items()}
+    check_every_class_trains(classes, frozen, str(manifest))
+    source = {"layout": MANIFEST, "manifest": str(manifest), "audio_dir": str(audio_dir), "folds": chosen}
     return Dataset(audio_dir, classes, frozen, None, (), source, manifest)
 
 
 def _read(manifest: Path) -> pd.DataFrame:
     try:
-        rows = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
+        data = io.BytesIO(read_bounded(manifest, MAX_MANIFEST_BYTES, "a manifest"))
+        rows = pd.read_csv(data, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise UserError(f"{manifest}: not a readable CSV manifest ({err})") from err
     rows.columns = [str(c).strip() for c in rows.columns]

@@ -18,6 +18,7 @@ from common.errors import UserError
 from common.partials import commit_partial, partial_path
 from features.arrays import STD_FLOOR
 from features.dataset import SPLIT_NAMES, Clip, Dataset
+from features.durations import expected_frames
 from features.settings import FeatureSetting
 from features.store import (
     CHECKSUM_ATTR,
@@ -54,8 +55,7 @@ class StoreWriter:
         self.skipped: list[dict[str, str]] = []
         self.datasets: dict[str, h5py.Dataset] = {}
         self.classes = dataset.classes
-        self.rows_expected = len(dataset.all_clips()) + len(dataset.splits["train"]) * setting.audio_augment.copies
-        self.frames_seen, self.rows_seen = 0, 0  # rows written or being written: for `bytes_needed`
+        self.clips = dataset.all_clips()  # for `bytes_needed`
 
     def skip(self, clip: Clip, reason: str | None) -> None:
         self.skipped.append({"clip": clip.clip_id, "file": str(clip.path), "reason": reason or "unknown"})
@@ -77,7 +77,6 @@ class StoreWriter:
     def _write_row(self, group: str, clip_id: str, label: int, features: np.ndarray) -> None:
         """Append the clip's frames to its group's: each clip takes its own frames only."""
         dataset, frames = self._dataset_of(group), features.shape[1]
-        self.frames_seen, self.rows_seen = self.frames_seen + frames, self.rows_seen + 1
         end = dataset.shape[0]
         dataset.resize(end + frames, axis=0)
         dataset[end:] = features.T
@@ -140,10 +139,13 @@ class StoreWriter:
         self.file.attrs[CHECKSUM_ATTR] = metadata_digest(self.file.attrs)  # written last: covers the others
 
     def bytes_needed(self) -> int:
-        """About the size of the finished store: every clip and copy at the mean length of those
-        seen so far, in float16."""
-        mean_frames = self.frames_seen / max(self.rows_seen, 1)
-        return round(self.rows_expected * mean_frames * self.setting.n_bins * 2)
+        """About the size of the finished store: every clip's frames from its duration (its file's
+        header, not the first clips written, which may be the long ones), train clips once more per
+        augmented copy, in float16."""
+        copies = self.setting.audio_augment.copies
+        frames = expected_frames(self.clips, self.setting.sample_rate, self.setting.hop_length)
+        rows = sum(n * (1 + copies * (self.split_of[c.clip_id] == "train")) for c, n in zip(self.clips, frames))
+        return rows * self.setting.n_bins * 2
 
     def abort(self) -> None:
         if self.file is not None:

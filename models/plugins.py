@@ -3,17 +3,20 @@ is imported at most once per process, under a module name made from its content 
 its architectures with `models.registry.register`. A file that is missing, fails to import,
 registers a taken name or registers nothing is refused in one line naming it.
 
-The search, the report and saved models record each file's path and SHA-256, so a later process
-loads the same code or refuses (a Ray worker finds the copy shipped with the job's runtime
-environment: `shipped_folder`)."""
+The search, the report and saved models record each file's path and SHA-256. A record says what
+was used, it never chooses what runs: the report and `predict.py` import only files the user names
+(`--plugin`) whose hash the record holds (`load_named`); a Ray worker loads the copy shipped with
+the job's runtime environment (`shipped_folder`)."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +92,44 @@ def load_recorded(records: Iterable[Any], where: str) -> tuple[PluginFile, ...]:
         raise UserError(f"{where}: {err}") from err
 
 
+def load_named(arch: str, records: Iterable[Any], files: Iterable[str | Path], where: str) -> tuple[PluginFile, ...]:
+    """The plugin files the user named (`--plugin FILE`), for a record `where` (an experiment.json,
+    a model file) whose network is `arch`. A record says what was used; it never chooses what
+    runs: each named file is imported only when its SHA-256 is one the record holds (else one line
+    naming both), and an `arch` no shipped or named file registers is refused naming the record."""
+    recorded = [PluginFile.from_dict(record, where) for record in records]
+    hashes, loaded = {plugin.sha256 for plugin in recorded}, []
+    for file in files:
+        path = Path(file).expanduser().resolve()
+        if not path.is_file():
+            raise UserError(f"{path}: plugin file not found")
+        digest = file_sha256(path)
+        if digest not in hashes:
+            raise UserError(
+                f"{path}: plugin file has sha256 {digest[:12]}…, but {where} records {_listed(recorded)}: "
+                "pass the file that was used"
+            )
+        loaded.append(load_plugin(path, digest))
+    owner = plugin_of(arch)  # registered earlier in this process: by a file of the recorded content only
+    if recorded and (arch not in architecture_names() or (owner is not None and owner.sha256 not in hashes)):
+        raise UserError(
+            f"{where}: architecture {arch!r} comes from a plugin file it records ({_listed(recorded)}): "
+            "a record runs no code by itself; pass the file with --plugin FILE"
+        )
+    return tuple(loaded)
+
+
+def recorded_among(files: Iterable[str | Path], records: Iterable[Any]) -> tuple[str, ...]:
+    """Those of the user's named `files` whose content one of `records` holds (no file is imported):
+    what to pass on for another experiment (a baseline, a compared one) that records its own."""
+    hashes = {record.get("sha256") for record in records if isinstance(record, dict)}
+    return tuple(str(file) for file in files if Path(file).expanduser().is_file() and file_sha256(file) in hashes)
+
+
+def _listed(plugins: list[PluginFile]) -> str:
+    return ", ".join(f"{plugin.path} (sha256 {plugin.sha256[:12]}…)" for plugin in plugins) or "no plugin file"
+
+
 def load_shipped(plugins: Iterable[PluginFile]) -> None:
     """On a Ray worker: load each file from its copy shipped with the job's runtime environment
     (a folder on `sys.path`), else from its recorded path (a local Ray, or a shared filesystem)."""
@@ -134,7 +175,7 @@ def _import(plugin: PluginFile) -> tuple[str, ...]:
     before = set(architecture_names())
     sys.modules[name] = module  # dataclasses look their module up while the file runs
     try:
-        spec.loader.exec_module(module)
+        _in_time(lambda: spec.loader.exec_module(module))
     except Exception as err:  # anything the user's file raises: one line naming it
         sys.modules.pop(name, None)
         forget(set(architecture_names()) - before)
@@ -143,6 +184,35 @@ def _import(plugin: PluginFile) -> tuple[str, ...]:
     if not added:
         raise UserError(f"{plugin.path}: registers no architecture (decorate a builder with models.registry.register)")
     return added
+
+
+IMPORT_TIMEOUT_ENV = "GENRE_SEARCH_PLUGIN_TIMEOUT"  # seconds a plugin file may take to import (default 60)
+
+
+def _in_time(run: Any) -> None:
+    """Run a plugin file's import in a thread, waited for at most $GENRE_SEARCH_PLUGIN_TIMEOUT
+    seconds: a file that hangs at import is refused instead of blocking without a word."""
+    try:
+        seconds = float(os.environ.get(IMPORT_TIMEOUT_ENV) or 60)
+    except ValueError:
+        raise UserError(
+            f"${IMPORT_TIMEOUT_ENV}: {os.environ[IMPORT_TIMEOUT_ENV]!r} is not a number of seconds"
+        ) from None
+    raised: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _catching(run, raised), name="plugin import", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():  # a thread cannot be stopped: the process ends with the error
+        raise UserError(f"still importing after {seconds:g} s (${IMPORT_TIMEOUT_ENV} sets the limit): refused")
+    if raised:
+        raise raised[0]
+
+
+def _catching(run: Any, raised: list[BaseException]) -> None:
+    try:
+        run()
+    except BaseException as err:  # noqa: BLE001 - raised again in the importing thread
+        raised.append(err)
 
 
 def _failure(err: Exception) -> str:

@@ -1,19 +1,21 @@
 """What our numbers are compared with, and the comparison: the homework baseline's published test
-accuracy (only on GTZAN's 8 homework genres), and the result of `baseline.yaml` run on the same data.
+accuracy (only on its own test split, recognised by the fingerprint of the test clips' names), and
+the result of `baseline.yaml` run on the same data.
 
 Rule for `baseline.yaml`'s result: the experiment itself when its space file was named
 baseline.yaml; otherwise the most recently started experiment in the same storage folder whose
 space file was named baseline.yaml and whose dataset fingerprint equals this experiment's (numbers
 from other data are not comparable). Its validation accuracy is its best trial's (leaderboard.csv);
 its test accuracy comes from its own report (report/report.json), when `report.py` has made one.
-One without per-clip test results is reported first (`report_if_needed`), so that the comparison
-pairs it with ours on the same test clips (`against_baseline`).
+One without a complete report (`report_complete`) is reported first (`report_if_needed`), so that
+the comparison pairs it with ours on the same test clips (`against_baseline`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,16 @@ import pandas as pd
 from common.errors import UserError
 from common.experiment import LEADERBOARD_FILE, REPORT_DIR, read_metadata
 from common.trials import METRIC
-from features.dataset import MADE_SPLIT, MANIFEST, PROJECT_SPLITS_DIR, SPLIT_FILES
+from features.dataset import PROJECT_SPLITS_DIR, SPLIT_FILES
 from reporting import clips
 from reporting.locate import experiments_in, started_at
 from reporting.stats import Interval, accuracy_interval, compare, proportion_interval
 
 HOMEWORK_TEST_ACC = 0.6344  # the homework baseline's published test accuracy on GTZAN (63.44%)
 HOMEWORK_TEST_CLIPS = 227  # ... of one run, on the fault-filtered split's 227 test clips
+# `clip_list_fingerprint` of those 227 clips: the names in test_filtered.txt of the fault-filtered
+# split's 8 homework genres (../shared/gtzan-splits/, the same list as features/splits/).
+HOMEWORK_TEST_FINGERPRINT = "143a7f2df1d5b3c742c54a400ec7c5c26fd01cf843ebe2e303917898fda9f2a7"
 BASELINE_SPACE = "baseline.yaml"
 REPORT_JSON = "report.json"
 
@@ -42,13 +47,17 @@ def homework_genres() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def homework_baseline(dataset: dict[str, Any]) -> float | None:
-    """The published 63.44% applies only to real GTZAN with the homework's genres, split by lists
-    (not by a split made here or a manifest: other clips and splits than the homework's)."""
-    own_split = (dataset.get("source") or {}).get("layout") in (MADE_SPLIT, MANIFEST)
-    genres = tuple(sorted(dataset.get("classes", [])))
-    is_gtzan = not dataset.get("synthetic") and not own_split and genres == homework_genres()
-    return HOMEWORK_TEST_ACC if is_gtzan else None
+def clip_list_fingerprint(clip_ids: Sequence[str]) -> str:
+    """SHA-256 of a test split's clip ids (`genre/genre.00042`: the listed names without their
+    extension), sorted, one per line."""
+    return hashlib.sha256("".join(f"{name}\n" for name in sorted(clip_ids)).encode()).hexdigest()
+
+
+def homework_baseline(dataset: dict[str, Any], test_clip_ids: Sequence[str] = ()) -> float | None:
+    """The published 63.44% applies only to real audio tested on the homework's own 227 test clips
+    (the same genres with other clips, or a split made here, are not its test)."""
+    same_test = clip_list_fingerprint(test_clip_ids) == HOMEWORK_TEST_FINGERPRINT
+    return HOMEWORK_TEST_ACC if same_test and not dataset.get("synthetic") else None
 
 
 def homework_interval(accuracy: float | None) -> Interval | None:
@@ -87,19 +96,25 @@ def _summary(folder: Path) -> dict[str, Any]:
         if METRIC in table and table[METRIC].notna().any():
             summary["search_valid"] = float(table[METRIC].max())
     report = folder / REPORT_DIR / REPORT_JSON
-    numbers = json.loads(report.read_text()) if report.is_file() else {}
+    numbers = json.loads(report.read_text()) if report_complete(folder / REPORT_DIR) else {}
     summary["valid"], summary["test"] = numbers.get("valid"), numbers.get("test")  # {"mean", "std", "seeds"}
     return summary
 
 
+def report_complete(report_dir: Path) -> bool:
+    """Whether `report_dir` holds a whole report with per-clip results: report.json, written last
+    (reporting/outputs.py), and predictions.csv (which reports of older versions lack)."""
+    return (report_dir / REPORT_JSON).is_file() and (report_dir / clips.PREDICTIONS_CSV).is_file()
+
+
 def report_if_needed(baseline: dict[str, Any], seeds: int, report: Callable[[Path, int], object]) -> None:
-    """Report a baseline.yaml experiment that has no per-clip test results (never reported, or
-    reported before they were kept) with `report(folder, seeds)`, our number of seeds; a failure is
-    noted in `baseline`, not raised."""
+    """Report a baseline.yaml experiment without a complete report (never reported, cut off, or
+    reported before per-clip results were kept) with `report(folder, seeds)`, our number of seeds;
+    a failure is noted in `baseline`, not raised."""
     folder = Path(baseline["folder"])
-    if (folder / REPORT_DIR / clips.PREDICTIONS_CSV).is_file():
+    if report_complete(folder / REPORT_DIR):
         return
-    print(f"baseline.yaml experiment {folder} has no per-clip test results: reporting it first ({seeds} seeds)")
+    print(f"baseline.yaml experiment {folder} has no complete report: reporting it first (--seeds {seeds})")
     try:
         report(folder, seeds)
     except UserError as err:  # our own report goes on: its comparison says why the baseline is missing

@@ -1,10 +1,12 @@
 """`python report.py --compare A B`: two experiments on the same data, side by side.
 
 Each experiment's per-clip test results come from its report (`report/predictions.csv`); one
-without them is reported first, as `python report.py --experiment` would (its default seeds and
-folder). Experiments on different data (dataset fingerprints differ) or different test clips are
-refused in one line before anything is trained. Writes report.md, report.json and comparison.png
-into `--out`, or `compare-<A>-vs-<B>/` in A's storage folder."""
+without a complete report is reported first, as `python report.py --experiment` would (its default
+seeds and folder, the plugin files named with --plugin). Experiments on different data (dataset
+fingerprints differ) or different test clips are refused in one line before anything is trained.
+Config differences list only the settings at least one of the two models uses (`unused_settings`).
+Writes report.md, report.json and comparison.png into `--out`, or `compare-<A>-vs-<B>/` in A's
+storage folder."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import pandas as pd
 from common.errors import UserError
 from common.experiment import REPORT_DIR, read_metadata
 from common.partials import atomic_write
+from models.plugins import recorded_among
 from reporting import clips, figures
-from reporting.baselines import REPORT_JSON
+from reporting.baselines import REPORT_JSON, report_complete
 from reporting.build import REPORT_FILE, ReportRequest, make_report
 from reporting.locate import find_experiment
 from reporting.markdown import md_table, paired_lines
-from reporting.results import per_genre
+from reporting.results import class_word, per_genre
 from reporting.stats import BOOTSTRAP_METHOD, Comparison, accuracy_interval, compare
 
 FIGURE = "comparison.png"
@@ -48,6 +51,7 @@ class CompareRequest:
     seeds: int = 3  # for an experiment reported on demand
     out: str | None = None
     storage: str | None = None
+    plugins: tuple[str, ...] = ()  # plugin files the user names (--plugin), for an experiment reported on demand
 
 
 def make_comparison(request: CompareRequest) -> Path:
@@ -56,7 +60,7 @@ def make_comparison(request: CompareRequest) -> Path:
     if folders[0] == folders[1]:
         raise UserError(f"--compare needs two different experiments, got {folders[0]} twice")
     _require_same_data(folders)
-    a, b = (_reported(folder, request.seeds) for folder in folders)
+    a, b = (_reported(folder, request.seeds, request.plugins) for folder in folders)
     if a.test.clip_ids != b.test.clip_ids or a.test.classes != b.test.classes:
         raise UserError(f"{a.folder} and {b.folder} were tested on different test clips or classes: not comparable")
     result = compare(a.test.correct, b.test.correct, a.test.ensemble_correct, b.test.ensemble_correct, f"`{b.name}`")
@@ -88,12 +92,13 @@ def _require_same_data(folders: list[Path]) -> None:
         )
 
 
-def _reported(folder: Path, seeds: int) -> Reported:
-    """The experiment's report, made now (retraining it) when it has no per-clip results."""
+def _reported(folder: Path, seeds: int, plugins: tuple[str, ...]) -> Reported:
+    """The experiment's report, made now (retraining it) when it has no complete one."""
     report_dir = folder / REPORT_DIR
-    if not (report_dir / clips.PREDICTIONS_CSV).is_file():
-        print(f"{folder} has no per-clip test results: reporting it first ({seeds} seeds)")
-        make_report(ReportRequest(experiment=str(folder), seeds=seeds))
+    if not report_complete(report_dir):
+        print(f"{folder} has no complete report with per-clip results: reporting it first (--seeds {seeds})")
+        named = recorded_among(plugins, read_metadata(folder).get("plugins") or [])
+        make_report(ReportRequest(experiment=str(folder), seeds=seeds, plugins=named))
     numbers = json.loads((report_dir / REPORT_JSON).read_text())
     return Reported(folder, numbers, clips.read(report_dir / clips.PREDICTIONS_CSV, "test"))
 
@@ -105,9 +110,10 @@ def _intervals(side: Reported) -> tuple[Any, Any]:
 def _class_differences(a: Reported, b: Reported) -> pd.DataFrame:
     """Per class: each side's recall (seeds pooled) and A minus B."""
     ours, theirs = per_genre(*a.test.pooled(), a.test.classes), per_genre(*b.test.pooled(), b.test.classes)
+    word = class_word(a.test.classes)
     return pd.DataFrame(
         {
-            "genre": ours["genre"],
+            word: ours[word],
             f"recall {a.name}": ours["accuracy (recall)"],
             f"recall {b.name}": theirs["accuracy (recall)"],
             "difference": ours["accuracy (recall)"] - theirs["accuracy (recall)"],
@@ -115,10 +121,36 @@ def _class_differences(a: Reported, b: Reported) -> pd.DataFrame:
     )
 
 
+# Settings a config holds but does not use, as (dotted key, the setting that leaves it unused): each
+# key is dropped from the config differences when neither model uses it (training/config.py's rules).
+UNUSED_WHEN = {
+    "augment.time_mask_frames": ("augment.time_masks", lambda masks: masks == 0),
+    "augment.freq_mask_bins": ("augment.freq_masks", lambda masks: masks == 0),
+    "augment.time_masks": ("augment.time_mask_frames", lambda frames: frames == 0),  # masks of no width
+    "augment.freq_masks": ("augment.freq_mask_bins", lambda bins: bins == 0),
+    "optimizer.momentum": ("optimizer.name", lambda name: name not in ("sgd", "rmsprop")),
+    "optimizer.nesterov": ("optimizer.name", lambda name: name != "sgd"),
+    "schedule.factor": ("schedule.name", lambda name: name not in ("plateau", "step")),
+    "schedule.patience": ("schedule.name", lambda name: name != "plateau"),
+    "schedule.step_size": ("schedule.name", lambda name: name != "step"),
+    "training.min_lr": ("schedule.name", lambda name: name == "none"),
+}
+AUDIO_AUGMENT = "features.audio_augment."  # every key but `copies` is unused without copies
+
+
+def unused_settings(flat: dict[str, Any]) -> set[str]:
+    """The dotted keys of a flattened config that have no effect on the model it trains."""
+    unused = {key for key, (switch, off) in UNUSED_WHEN.items() if switch in flat and off(flat[switch])}
+    if flat.get(f"{AUDIO_AUGMENT}copies", 0) == 0:
+        unused |= {key for key in flat if key.startswith(AUDIO_AUGMENT) and key != f"{AUDIO_AUGMENT}copies"}
+    return unused
+
+
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
-    """The dotted keys whose values differ between two nested configs (missing on one side: n/a)."""
+    """The dotted keys whose values differ between two nested configs (missing on one side: n/a),
+    except settings neither model uses (`unused_settings`: mask sizes with no masks, ...)."""
     flat_a, flat_b = (pd.json_normalize(config, sep=".").to_dict(orient="records")[0] for config in (a, b))
-    keys = sorted(set(flat_a) | set(flat_b))
+    keys = sorted((set(flat_a) | set(flat_b)) - (unused_settings(flat_a) & unused_settings(flat_b)))
     rows = [(key, flat_a.get(key, "n/a"), flat_b.get(key, "n/a")) for key in keys]
     differing = [row for row in rows if str(row[1]) != str(row[2])]
     return pd.DataFrame(differing, columns=["key", "A", "B"], dtype=object)  # object: an int stays an int

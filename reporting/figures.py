@@ -17,7 +17,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from common.partials import atomic_write  # noqa: E402
 from common.trials import METRIC  # noqa: E402
-from reporting.markdown import ReportData  # noqa: E402
+from reporting.markdown import ReportData, plural  # noqa: E402
+from reporting.results import class_word  # noqa: E402
 from reporting.retrain import SeedRun  # noqa: E402
 
 DPI = 120
@@ -29,14 +30,14 @@ def draw_report(data: ReportData, out_dir: Path) -> dict[str, str]:
         "confusion": confusion_png(
             data.confusions["standard"],
             data.classes,
-            f"test, summed over {len(data.standard)} seeds",
+            f"test, summed over {plural(len(data.standard), 'seed')}",
             out_dir / "confusion.png",
         ),
         "curves": learning_curves_png(data.standard, out_dir / "learning_curves.png"),
         "history": search_history_png(data.trials.table, out_dir / "search_history.png"),
     }
     if data.merged:
-        title = f"test, models trained on train+valid, summed over {len(data.merged)} seeds"
+        title = f"test, models trained on train+valid, summed over {plural(len(data.merged), 'seed')}"
         drawn["confusion_merged"] = confusion_png(
             data.confusions["merged"], data.classes, title, out_dir / "confusion_train_valid.png"
         )
@@ -54,7 +55,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def confusion_png(matrix: np.ndarray, classes: Sequence[str], title: str, path: Path) -> Path:
-    """Counts, and colours by each true genre's share (rows sum to 1), so rare genres show too."""
+    """Counts, and colours by each true class's share (rows sum to 1), so rare classes show too."""
     size = max(4.0, 0.6 * len(classes) + 2.0)
     fig, ax = plt.subplots(figsize=(size + 1.0, size))
     totals = matrix.sum(axis=1, keepdims=True)
@@ -65,10 +66,11 @@ def confusion_png(matrix: np.ndarray, classes: Sequence[str], title: str, path: 
         ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted genre")
-    ax.set_ylabel("true genre")
+    word = class_word(classes)
+    ax.set_xlabel(f"predicted {word}")
+    ax.set_ylabel(f"true {word}")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label="share of the true genre's clips")
+    fig.colorbar(image, ax=ax, label=f"share of the true {word}'s clips")
     return _save(fig, path)
 
 
@@ -93,7 +95,12 @@ def learning_curves_png(runs: list[SeedRun], path: Path) -> Path:
 
 
 def search_history_png(table: pd.DataFrame, path: Path) -> Path:
-    """Each trial's best validation clip accuracy in the order trials started, with the running best."""
+    return _save(search_history_figure(table), path)
+
+
+def search_history_figure(table: pd.DataFrame) -> plt.Figure:
+    """Each trial's best validation clip accuracy in the order trials started, with the running best.
+    A trial without an epoch has no accuracy: a grey vertical line marks where it started."""
     ordered = table.sort_values("start_order")
     fig, ax = plt.subplots(figsize=(8, 4))
     markers = {"finished": ("o", "ran every epoch"), "stopped early": ("v", "stopped early")}
@@ -104,8 +111,9 @@ def search_history_png(table: pd.DataFrame, path: Path) -> Path:
             continue  # no legend entry for an outcome no trial had
         ax.scatter(chosen["start_order"], chosen[METRIC], marker=marker, label=label, alpha=0.8)
     failed = ordered[ordered[METRIC].isna()] if METRIC in ordered else ordered
-    if not failed.empty:
-        ax.scatter(failed["start_order"], np.zeros(len(failed)), marker="x", color="red", label="errored / no epoch")
+    for index, start in enumerate(failed["start_order"]):
+        label = "no epoch finished (errored or cut off): no accuracy" if index == 0 else None
+        ax.axvline(start, color="grey", linestyle=":", linewidth=1.5, label=label)
     running = ordered[METRIC].astype(float).cummax().ffill()
     ax.step(ordered["start_order"], running, where="post", color="black", label="running best")
     ax.set(xlabel="trial (start order)", ylabel="best valid clip accuracy", title="search history")
@@ -113,7 +121,7 @@ def search_history_png(table: pd.DataFrame, path: Path) -> Path:
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
 def importance_png(values: dict[str, float], path: Path) -> Path:
@@ -145,7 +153,7 @@ def comparison_png(
     acc_ax.grid(axis="y", alpha=0.3)
     acc_ax.legend(fontsize=8)
     colours = ["C2" if value >= 0 else "C3" for value in per_class["difference"]]
-    class_ax.barh(per_class["genre"], per_class["difference"], color=colours)
+    class_ax.barh(per_class.iloc[:, 0], per_class["difference"], color=colours)  # the classes
     class_ax.axvline(0.0, color="black", linewidth=1)
     class_ax.set(xlabel=f"recall of {names[0]} minus {names[1]}", title="per-class test accuracy difference")
     class_ax.invert_yaxis()

@@ -1,5 +1,5 @@
 """Which searched hyperparameters mattered: Optuna's fANOVA importance evaluator on the search's
-own study (`study.sqlite`), or a sentence saying why it cannot be computed."""
+own study (`study.sqlite`), with the number of trials it rests on, or a sentence saying why not."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from optuna.trial import TrialState
 
 from common.experiment import STUDY_FILE
 
-MIN_TRIALS = 2  # fANOVA fits a random forest to the trials' values: one trial explains nothing
+# fANOVA fits a random forest to the completed trials' values (ASHA-stopped ones at the epoch they
+# stopped): on a handful of trials its ranking is mostly noise, so below this many it is withheld.
+MIN_TRIALS = 10
 
 
 @dataclass(frozen=True)
 class Importance:
     note: str  # how the numbers were computed, or why there are none
     values: dict[str, float] = field(default_factory=dict)  # parameter -> importance, highest first
+    trials: int = 0  # the completed trials it rests on
 
 
 def param_importances(folder: Path, study_name: str) -> Importance:
@@ -31,7 +34,11 @@ def param_importances(folder: Path, study_name: str) -> Importance:
         return Importance(f"{path} holds no study named {study_name!r}: importance not computed")
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < MIN_TRIALS:
-        return Importance(f"{len(complete)} completed trial(s) in the study: importance needs at least {MIN_TRIALS}")
+        return Importance(
+            f"withheld: it would rest on {len(complete)} completed trial(s), and below {MIN_TRIALS} fANOVA's ranking"
+            " is mostly noise",
+            trials=len(complete),
+        )
     return _evaluate(study, complete)
 
 
@@ -42,11 +49,13 @@ def _evaluate(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> 
     varied = sorted(p for p in everywhere if len({repr(trial.params[p]) for trial in complete}) > 1)
     left_out = sorted({p for trial in complete for p in trial.params} - set(varied))
     about = (
-        f"Optuna fANOVA (seed 0) over {len(complete)} completed trials; the value is the one each trial "
-        "reported to Optuna: its last epoch's valid_clip_acc (ASHA-stopped trials at the epoch they stopped)"
+        f"Optuna fANOVA (seed 0), resting on {len(complete)} completed trials (shown from {MIN_TRIALS}): a rough"
+        " ranking, not a measurement; the value is the one each trial reported to Optuna: its last epoch's"
+        " valid_clip_acc (ASHA-stopped trials at the epoch they stopped)"
     )
     if left_out:
         about += f"; left out (conditional, or one value only): {', '.join(left_out)}"
+    count = len(complete)
     if not varied:
         return Importance("no hyperparameter took more than one value in every completed trial: nothing to rank")
     if len({trial.value for trial in complete}) == 1:
@@ -54,11 +63,11 @@ def _evaluate(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> 
             f"every completed trial reported the same value ({complete[0].value:.4g}): nothing to explain"
         )
     if len(varied) == 1:
-        return Importance(f"{about}; a single parameter explains everything there is", {varied[0]: 1.0})
+        return Importance(f"{about}; a single parameter explains everything there is", {varied[0]: 1.0}, count)
     try:
         values = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varied
         )
     except (ValueError, RuntimeError) as err:  # e.g. every trial with the same value: no variance to split
         return Importance(f"importance not computed ({type(err).__name__}: {err})")
-    return Importance(about, {name: float(value) for name, value in values.items()})
+    return Importance(about, {name: float(value) for name, value in values.items()}, count)

@@ -15,7 +15,7 @@ import pandas as pd
 from common.trials import METRIC
 from reporting.baselines import HOMEWORK_TEST_CLIPS, is_baseline
 from reporting.importance import Importance
-from reporting.results import per_genre, pooled, seed_table, spread
+from reporting.results import class_word, per_genre, pooled, seed_table, spread
 from reporting.retrain import SeedRun
 from reporting.stats import BINOMIAL_METHOD, BOOTSTRAP_METHOD, MCNEMAR_METHOD, Comparison, Interval
 from reporting.trials import BestTrial, Trials
@@ -66,6 +66,23 @@ def fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 seed`, `3 seeds`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def seed_values(count: int) -> str:
+    """The seeds 0..count-1 as the report names them: `training.seed = 0`, `training.seed = 0..2`."""
+    return "training.seed = 0" if count == 1 else f"training.seed = 0..{count - 1}"
+
+
+def segments_wording(overlap: float) -> str:
+    """How a clip is cut for evaluation, as training.eval_overlap says."""
+    if overlap == 0:
+        return "cut into consecutive segments that do not overlap"
+    return f"cut into segments that overlap by {overlap:.0%}"
+
+
 def mean_std(numbers: dict[str, Any]) -> str:
     std = numbers.get("std")
     std = "n/a (one seed)" if std is None or math.isnan(std) else f"{std:.4f}"
@@ -101,19 +118,20 @@ def _header(data: ReportData) -> list[str]:
         "",
         f"Experiment folder: `{data.folder}`; space file: `{meta.get('space_file')}`;"
         f" search started {meta.get('started')}.",
-        "All accuracies are clip accuracies in [0, 1]: each clip is cut into overlapping segments, the model's"
-        " segment probabilities are averaged, and the most probable genre is the clip's prediction.",
+        f"All accuracies are clip accuracies in [0, 1]: each clip is"
+        f" {segments_wording(data.config.training.eval_overlap)}, the model's segment probabilities are averaged,"
+        f" and the most probable {class_word(data.classes)} is the clip's prediction.",
     ]
 
 
 def _result(data: ReportData) -> list[str]:
     n, best = len(data.standard), data.best
     lines = [
-        f"## Result: the best config retrained with {n} seed(s)",
+        f"## Result: the best config retrained with {plural(n, 'seed')}",
         "",
         f"Best trial of the search: `{best.name}` (best validation clip accuracy {best.valid_clip_acc:.4f} at epoch "
         f"{best.best_epoch}, ties broken by validation loss). Its saved config was retrained from scratch with "
-        f"training.seed = 0..{n - 1} for {data.config.training.max_epochs} epochs (search.max_epochs) each, keeping"
+        f"{seed_values(n)} for {data.config.training.max_epochs} epochs (search.max_epochs) each, keeping"
         " per seed the weights of the epoch with the best validation clip accuracy; test clips were read once, here.",
         "",
         "| measured | mean ± std over seeds | 95% interval |",
@@ -160,7 +178,7 @@ def _comparison(data: ReportData) -> list[str]:
     ours_valid = mean_std(spread([r.valid.clip_acc for r in data.standard]))
     ours_test = mean_std(spread([r.test.clip_acc for r in data.standard]))
     ours = f"{ours_valid} | {ours_test} | {_bounds(data.intervals['test'])}"
-    rows = [f"| this search's best config ({len(data.standard)} seeds) | {ours} |"]
+    rows = [f"| this search's best config ({plural(len(data.standard), 'seed')}) | {ours} |"]
     dataset = data.metadata["dataset"]
     if data.homework_interval is not None:
         bounds = f"{_bounds(data.homework_interval)} ({BINOMIAL_METHOD} on its {HOMEWORK_TEST_CLIPS} test clips)"
@@ -168,9 +186,10 @@ def _comparison(data: ReportData) -> list[str]:
         why = ""
     else:
         why = (
-            "The homework baseline's published 0.6344 test accuracy is not shown: it was measured on GTZAN's 8 homework"
-            f" genres, and this dataset is {'synthetic' if dataset.get('synthetic') else 'another one'}"
-            f" ({', '.join(dataset.get('classes', []))})."
+            f"The homework baseline's published 0.6344 test accuracy is not shown: it was measured on the"
+            f" {HOMEWORK_TEST_CLIPS} test clips of GTZAN's fault-filtered split (8 genres), and this report's test"
+            f" split is {'synthetic' if dataset.get('synthetic') else 'another one'}"
+            f" ({plural(len(data.test_labels), 'clip')} of {', '.join(data.classes)})."
         )
     rows += _baseline_rows(data)
     header = "| model | validation clip acc | test clip acc | test 95% interval |"
@@ -219,21 +238,21 @@ def _baseline_rows(data: ReportData) -> list[str]:
 
 
 def _genres(data: ReportData) -> list[str]:
-    n = len(data.standard)
+    n, word = len(data.standard), class_word(data.classes)
     table = per_genre(*pooled(data.standard, data.test_labels), data.classes)
     if data.merged:
         merged = per_genre(*pooled(data.merged, data.test_labels), data.classes)
         table["accuracy (train+valid model)"] = merged["accuracy (recall)"]
     lines = [
-        "## Per genre (test split)",
+        f"## Per {word} (test split)",
         "",
-        f"Summed over the {n} seed(s): each test clip counts once per seed, so a genre's accuracy (its recall) is"
-        " its mean over seeds (the confusion matrix counts are clips x seeds, not averaged probabilities); precision,"
-        " recall and F1 are scikit-learn's on these pooled predictions.",
+        f"Summed over the {plural(n, 'seed')}: each test clip counts once per seed, so a {word}'s accuracy (its"
+        " recall) is its mean over seeds (the confusion matrix counts are clips x seeds, not averaged"
+        " probabilities); precision, recall and F1 are scikit-learn's on these pooled predictions.",
         "",
         *md_table(table),
         "",
-        f"![Confusion matrix, test split, summed over {n} seeds]({data.figures['confusion']})",
+        f"![Confusion matrix, test split, summed over {plural(n, 'seed')}]({data.figures['confusion']})",
     ]
     if "confusion_merged" in data.figures:
         lines += ["", f"![Confusion matrix of the train+valid models]({data.figures['confusion_merged']})"]
@@ -328,8 +347,8 @@ def _leaderboard(data: ReportData) -> list[str]:
 def _importance(data: ReportData) -> list[str]:
     lines = ["## Hyperparameter importance", "", data.importance.note + "."]
     if data.importance.values:
-        frame = pd.DataFrame(list(data.importance.values.items()), columns=["parameter", "importance"])
-        lines += ["", *md_table(frame)]
+        rows = [(name, f"{value:.2f}") for name, value in data.importance.values.items()]  # a rough ranking
+        lines += ["", *md_table(pd.DataFrame(rows, columns=["parameter", "importance"]))]
     if "importance" in data.figures:
         lines += ["", f"![Hyperparameter importance]({data.figures['importance']})"]
     return lines

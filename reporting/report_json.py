@@ -48,6 +48,7 @@ def numbers(data: ReportData) -> dict[str, Any]:
         "dataset": data.metadata["dataset"],
         "search": data.search,
         "importance": data.importance.values,
+        "importance_trials": data.importance.trials,  # the completed trials it rests on (0: none)
         "models": [str(run.model_file) for run in [*data.standard, *data.merged]],
     }
 

@@ -1,4 +1,4 @@
-"""The retraining runs in numbers: accuracies over seeds with their 95% intervals, per-genre
+"""The retraining runs in numbers: accuracies over seeds with their 95% intervals, per-class
 accuracy and the confusion matrix of the test split. Tables are pandas frames; the report formats them."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+from features.layouts import GTZAN_GENRES
 from reporting.clips import ClipResults
 from reporting.retrain import SeedRun
 from reporting.stats import Interval, accuracy_interval
@@ -51,10 +52,16 @@ def confusion(runs: list[SeedRun], labels: np.ndarray, n_classes: int) -> np.nda
     return confusion_matrix(*pooled(runs, labels), labels=range(n_classes))
 
 
+def class_word(classes: Sequence[str]) -> str:
+    """What the report calls the classes: "genre" when they are all GTZAN's genre names (GTZAN and
+    the synthetic set), else "class" (digits, instruments, sounds, ...)."""
+    return "genre" if set(classes) <= set(GTZAN_GENRES) else "class"
+
+
 def per_genre(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
-    """Precision, recall (the genre's accuracy: its clips predicted as itself) and F1 of each genre
-    from pooled (true, predicted) classes (`pooled`: each test clip once per run), and the genre
-    it is most often mistaken for."""
+    """Precision, recall (the class's accuracy: its clips predicted as itself) and F1 of each class
+    from pooled (true, predicted) classes (`pooled`: each test clip once per run), and the class it
+    is most often mistaken for; the first column is named by `class_word`."""
     indices = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(
         true, predicted, labels=indices, zero_division=np.nan
@@ -62,7 +69,7 @@ def per_genre(true: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -
     matrix = confusion_matrix(true, predicted, labels=indices)
     return pd.DataFrame(
         {
-            "genre": list(classes),
+            class_word(classes): list(classes),
             "test clips x seeds": support,
             "accuracy (recall)": recall,
             "precision": precision,

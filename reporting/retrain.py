@@ -20,9 +20,11 @@ from common.experiment import METADATA_FILE
 from features.arrays import FitData, SplitArrays, concat_splits
 from features.extract import build_stores
 from features.layouts import open_recorded
+from features.locate import cache_dir
 from features.settings import FeatureSetting
 from features.store import DamagedStoreError, FeatureStore
-from models.plugins import load_recorded
+from features.writer import store_path
+from models.plugins import load_named
 from reporting.trials import BestTrial
 from training import ClipEvaluation, EpochMetrics, TrainingState, TrialConfig, evaluate_clips, fit
 from training.fit import choose_device
@@ -60,11 +62,12 @@ class Retraining:
 
 
 def prepare_retraining(
-    folder: Path, metadata: dict[str, Any], best: BestTrial, out_dir: Path
+    folder: Path, metadata: dict[str, Any], best: BestTrial, out_dir: Path, plugins: tuple[str, ...] = ()
 ) -> tuple[Retraining, FeatureStore]:
-    """The best trial's own config (never retyped), with the search's epoch limit, and its data."""
-    load_recorded(metadata.get("plugins") or [], str(folder / METADATA_FILE))  # the search's own files
+    """The best trial's own config (never retyped), with the search's epoch limit, and its data. A
+    plugin architecture needs its file among `plugins` (the user's --plugin), as recorded."""
     config = TrialConfig.from_dict(best.config)
+    load_named(config.model.arch, metadata.get("plugins") or [], plugins, str(folder / METADATA_FILE))
     # The search's limit, as recorded for the experiment (every trial's training.max_epochs, ASHA's max_t).
     training = dataclasses.replace(config.training, max_epochs=int(metadata["search"]["max_epochs"]))
     config = dataclasses.replace(config, training=training)
@@ -97,18 +100,33 @@ def store_note(store: FeatureStore, metadata: dict[str, Any]) -> str:
 def open_store(folder: Path, metadata: dict[str, Any], setting: FeatureSetting) -> FeatureStore:
     """The store the search trained `setting` on, as listed in experiment.json, checked whole
     (test split included); rebuilt from the dataset root recorded there when the file has gone (a
-    cache folder may be cleaned) or is damaged."""
+    cache folder may be cleaned) or is damaged, but only inside the cache or the experiment folder:
+    a record never makes the report delete or write a file anywhere else."""
     listed = (metadata.get("stores") or {}).get(setting.name)
     if listed is None:
         raise UserError(f"{folder / METADATA_FILE}: lists no feature store for {setting.name}")
     path = Path(listed)
     problem = "is gone" if not path.is_file() else _damage(path)
     if problem:
+        path = _rebuildable(path, setting, folder, problem)
         root = metadata["dataset"]["root"]
         log.warning("store %s %s: rebuilding it from %s", path, problem, root)
         path.unlink(missing_ok=True)
         build_stores(open_recorded(metadata["dataset"]), [setting], path.parent)
     return FeatureStore(path)
+
+
+def _rebuildable(path: Path, setting: FeatureSetting, folder: Path, problem: str) -> Path:
+    """`path` resolved, when it is a store file of `setting` inside the cache folder or the
+    experiment folder (links followed); else refused: experiment.json may come from someone else."""
+    resolved = path.expanduser().resolve()
+    inside = any(resolved.is_relative_to(Path(place).resolve()) for place in (cache_dir(), folder))
+    if not inside or resolved != store_path(resolved.parent, setting):
+        raise UserError(
+            f"{folder / METADATA_FILE}: stores.{setting.name} = {path} {problem}, and is not a {setting.name}.h5 "
+            f"inside the cache ({cache_dir()}) or the experiment folder: not rebuilt, nothing deleted"
+        )
+    return resolved
 
 
 def _damage(path: Path) -> str | None:

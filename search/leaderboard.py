@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from common.experiment import BEST_CONFIG_FILE, LEADERBOARD_FILE
-from common.trials import METRIC, TrialRecord, epoch_history, leaderboard_text, ranked, trial_rows
+from common.trials import INTERRUPTED, METRIC, TrialRecord, epoch_history, leaderboard_text, ranked, trial_rows
 from training.config import trial_config
 
 
@@ -39,10 +39,15 @@ def _saved_config(result: Any) -> dict[str, Any] | None:
         return None
 
 
-def summarize(results: Any, local_dir: Path, max_epochs: int) -> pd.DataFrame:
-    """Print and save the leaderboard and the best config; say how many trials errored and where."""
+def summarize(results: Any, local_dir: Path, max_epochs: int, interrupted: bool = False) -> pd.DataFrame:
+    """Print and save the leaderboard and the best config; say how many trials errored and where.
+    In a search `interrupted` (Ctrl-C, SIGTERM), a trial cut off while it ran is "interrupted", as
+    the report calls it (Ray Tune marks every trial it stops at the end as terminated)."""
     records = trial_records(results)
     table = trial_rows(records, max_epochs)
+    if interrupted and not table.empty:
+        cut_off = [Path(r.path).name for r in results if r.error is None and not (r.metrics or {}).get("done")]
+        table.loc[table["trial"].isin(cut_off), "status"] = INTERRUPTED
     table.to_csv(Path(local_dir) / LEADERBOARD_FILE, index=False)
     print(f"\nLeaderboard (top 10 of {len(table)}; all in {Path(local_dir) / LEADERBOARD_FILE}):")
     print(leaderboard_text(table))

@@ -1,11 +1,15 @@
 """An experiment's life around its search: a new one recorded before Ray starts (and removed if its
 start fails), a resumed one read back as it started (space, plugins, data), one whose first start
-was cut short started again, its wall time recorded as it runs, and trial folders set aside."""
+was cut short started again, its wall time recorded as it runs, trial folders set aside, and
+Ctrl-C or SIGTERM ending it the same way (results kept, resumable)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +26,8 @@ from features.settings import FeatureSetting
 from models.plugins import load_recorded
 from search.space import Space, load_space
 
+log = logging.getLogger(__name__)
+
 WALL_CLOCK_SECONDS = 2.0  # how often a running search records its wall time (a killed run keeps it)
 
 
@@ -37,10 +43,9 @@ def record_new(
 
 
 @contextmanager
-def removed_if_start_fails(experiment: experiments.Experiment, new: bool) -> Iterator[None]:
-    """A new search whose start fails (Ray unreachable, Ctrl-C) leaves no folder behind, so the
-    same command can simply be run again."""
-    created = new and not experiment.local_dir.exists()
+def removed_if_start_fails(experiment: experiments.Experiment, created: bool) -> Iterator[None]:
+    """A new search whose start fails (Ray unreachable, Ctrl-C) leaves no folder behind (`created`:
+    this run made it), so the same command can simply be run again."""
     try:
         yield
     except BaseException:
@@ -65,7 +70,24 @@ def recorded_space(experiment: experiments.Experiment) -> Space:
     load_recorded(metadata.get("plugins") or [], str(experiment.local_dir / experiments.METADATA_FILE))
     # The copy's plugin paths are relative to the original space file's folder.
     plugins_dir = Path(metadata["space_file"]).parent
+    check_space_copy(experiment.local_dir, metadata)
     return load_space(experiment.local_dir / experiments.SPACE_COPY, plugins_dir).with_search(**metadata["search"])
+
+
+def check_space_copy(local_dir: Path, metadata: dict[str, Any]) -> None:
+    """The space copy is the one the search started with (its sha256 in experiment.json): an
+    edited copy would give a resumed search other choices than its trials were drawn from."""
+    copy = Path(local_dir) / experiments.SPACE_COPY
+    recorded = metadata.get(experiments.SPACE_HASH_KEY)
+    if recorded is None:
+        log.warning("%s records no sha256 of %s (an older experiment): used unchecked", local_dir, copy.name)
+        return
+    now = experiments.file_sha256(copy)
+    if now != recorded:
+        raise UserError(
+            f"{copy} was edited since the search started (sha256 {now[:12]}, {experiments.METADATA_FILE} "
+            f"records {recorded[:12]}): put it back as it was, or start a new search with the edited space"
+        )
 
 
 def recorded_dataset(experiment: experiments.Experiment, data: str | None) -> Dataset:
@@ -140,3 +162,53 @@ def resume_command(experiment: experiments.Experiment) -> str:
     """The command that continues this search."""
     storage = "" if experiment.storage == str(experiments.DEFAULT_STORAGE) else f" --storage {experiment.storage}"
     return f"python run_search.py --resume --name {experiment.name}{storage}"
+
+
+# --- Ctrl-C and SIGTERM --------------------------------------------------------------------------
+# SIGTERM is what `kill`, systemd, Slurm and Kubernetes send: it ends the search as Ctrl-C does.
+# Both come to one handler here: inside `Tuner.fit` the first one asks Ray Tune for its own graceful
+# stop (the run's state saved, results returned), a second one, or any outside `fit`, raises
+# KeyboardInterrupt. Ray Tune's own SIGINT handler is turned off so the driver always knows.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_stop: dict[str, Any] = {"signal": None, "in_fit": False}
+
+
+def stop_signal() -> int | None:
+    """The first Ctrl-C (SIGINT) or SIGTERM this driver received; None if none."""
+    return _stop["signal"]
+
+
+def handle_stop_signals() -> None:
+    """Install the handler (again after `ray.init`, which sets a SIGTERM handler of its own)."""
+    if threading.current_thread() is threading.main_thread():
+        for number in STOP_SIGNALS:
+            signal.signal(number, _on_stop_signal)
+
+
+def _on_stop_signal(number: int, frame: Any) -> None:
+    first = _stop["signal"] is None
+    _stop["signal"] = _stop["signal"] or number
+    stop_fit = upstream.tune_stop_handler() if _stop["in_fit"] else None
+    if not first or stop_fit is None:
+        raise KeyboardInterrupt
+    stop_fit(number, frame)
+
+
+@contextmanager
+def stoppable_fit() -> Iterator[None]:
+    """Around `Tuner.fit()`: Ctrl-C and SIGTERM stop it gracefully (see above)."""
+    os.environ[upstream.TUNE_SIGINT_SWITCH] = "1"
+    handle_stop_signals()
+    _stop["in_fit"] = True
+    try:
+        yield
+    finally:
+        _stop["in_fit"] = False
+
+
+def interrupted_line(number: int, resume: str | None) -> str:
+    """The one line an interrupted search ends with, the same wherever it is interrupted."""
+    how = "SIGTERM" if number == signal.SIGTERM else "Ctrl-C"
+    if resume is None:
+        return f"search interrupted ({how}) before it started"
+    return f"search interrupted ({how}); resume with: {resume}"

@@ -1,7 +1,7 @@
 """Checks before any trial runs: each section's config is built at every combination of the space
-file's values that bounds what a trial can get, and each plugin architecture the space can choose
-runs a batch of zeros at each of them, so that a bad value or a bad mix of values fails now,
-naming its key and the values that produced it, not in a trial."""
+file's values that bounds what a trial can get, and each architecture the space can choose is
+checked against every input it can get there, so that a bad value or a bad mix of values fails
+now, naming its key and the values that produced it, not in a trial."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from common.errors import UserError
 from common.typed import from_dict
 from features.settings import FeatureSetting
 from models.plugins import plugin_of
-from models.registry import check_forward, parse_params
+from models.registry import check_forward, check_input_fits, parse_params
 from search.distributions import Distribution
 from search.sections import SectionRule, SectionSpace, field_default
 from training.config import TrainingConfig
@@ -38,22 +38,22 @@ def check_combinations(section: SectionSpace) -> None:
                 raise UserError(f"{err}{_drawn_values(section, err, keys, combination)}") from err
 
 
-def check_plugin_models(sections: dict[str, SectionSpace], settings: list[FeatureSetting]) -> None:
-    """Run a batch of zeros through each plugin architecture the space can choose, at every
-    combination of its bounding values (`_combinations_to_check`) and every input shape the space
-    gives (its feature `settings`), so a module that rejects its input fails now, naming its file,
-    not in every trial."""
+def check_models(sections: dict[str, SectionSpace], settings: list[FeatureSetting]) -> None:
+    """Check every architecture the space can choose at every combination of its bounding values
+    (`_combinations_to_check`) on every input shape the space gives (its feature `settings` at the
+    shortest and longest segment), so that no trial draws a network its input cannot feed: a
+    shipped one by its layer arithmetic (`check_input_fits`: depth 4 with pool 4 on 129 frames
+    fails now, naming the knobs), a plugin one by running a batch of zeros (naming its file)."""
     model = sections["model"]
     shapes = _input_shapes(sections["training"], settings)
     for arch in model.options():
-        if plugin_of(arch) is None:
-            continue  # the shipped architectures: their layer arithmetic is checked in each trial
+        check = check_forward if plugin_of(arch) is not None else check_input_fits
         keys = model.keys_of(arch)
         for combination in _combinations_to_check({key: value for key, (_, value) in keys.items()}):
             params = model.shape({**combination, "arch": arch})["params"]
             for n_bins, n_frames in shapes:
                 try:
-                    check_forward(arch, params, n_bins, n_frames)
+                    check(arch, params, n_bins, n_frames)
                 except UserError as err:
                     raise UserError(f"{err}{_drawn_values(model, err, keys, combination)}") from err
 

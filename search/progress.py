@@ -16,7 +16,8 @@ from ray.tune import Callback
 
 from common import experiment as experiments
 from common import upstream
-from common.trials import METRIC
+from common.trials import INTERRUPTED, METRIC
+from search.lifecycle import stop_signal
 from search.metrics import record_search
 
 PRINT_EVERY_SECONDS = 30.0  # at most one line per this many seconds, unless a trial ended
@@ -42,21 +43,24 @@ class Snapshot:
     epochs: int = 0  # epochs reported by all trials so far
 
 
-def trial_status(trial: Any, max_epochs: int) -> str:
+def trial_status(trial: Any, max_epochs: int, interrupted: bool = False) -> str:
     """A trial's status in the leaderboard's terms: a trial that ended before `max_epochs` was
-    stopped early (by ASHA, or by its own schedule)."""
+    stopped early (by ASHA, or by its own schedule); in a search `interrupted`, one that Ray Tune
+    stopped at the end without its last result saying `done` was cut off."""
     status = upstream.ray_trial_status(trial)
     if status == upstream.TRIAL_ERROR:
         return "errored"
+    last = upstream.ray_trial_last_result(trial)
+    if status == upstream.TRIAL_TERMINATED and interrupted and not last.get("done"):
+        return INTERRUPTED
     if status == upstream.TRIAL_TERMINATED:
-        epochs = upstream.ray_trial_last_result(trial).get("training_iteration", 0)
-        return "finished" if epochs >= max_epochs else "stopped_early"
+        return "finished" if last.get("training_iteration", 0) >= max_epochs else "stopped_early"
     return "running" if status == upstream.TRIAL_RUNNING else "pending"
 
 
-def snapshot(trials: Iterable[Any], max_epochs: int) -> Snapshot:
+def snapshot(trials: Iterable[Any], max_epochs: int, interrupted: bool = False) -> Snapshot:
     trials = list(trials)
-    counts = Counter(trial_status(trial, max_epochs) for trial in trials)
+    counts = Counter(trial_status(trial, max_epochs, interrupted) for trial in trials)
     scored = [(best_of(trial), str(trial)) for trial in trials if best_of(trial) is not None]
     best, best_trial = max(scored) if scored else (None, None)
     epochs = sum(upstream.ray_trial_last_result(trial).get("training_iteration", 0) for trial in trials)
@@ -79,6 +83,8 @@ def progress_line(state: Snapshot, num_samples: int, elapsed: float, epoch_budge
         f"[{_duration(elapsed)}] {done}/{num_samples} done ({counts['finished']} finished, "
         f"{counts['stopped_early']} stopped early, {counts['errored']} errored), {counts['running']} running"
     ]
+    if counts[INTERRUPTED]:
+        parts[0] += f", {counts[INTERRUPTED]} {INTERRUPTED}"
     if state.best is not None:
         parts.append(f"best {state.best:.3f} {state.best_trial}")
     if epoch_budget is not None:
@@ -123,7 +129,7 @@ class SearchProgress(Callback):
         self._update(trials, every=float("inf"))  # the last line, unless it is printed already
 
     def _update(self, trials: list[Any], every: float) -> None:
-        state = snapshot(trials, self.max_epochs)
+        state = snapshot(trials, self.max_epochs, interrupted=stop_signal() is not None)
         record_search(self.experiment, state.counts, state.best)
         done = state.counts["finished"] + state.counts["stopped_early"] + state.counts["errored"]
         now = time.monotonic()

@@ -1,11 +1,13 @@
 """Joining a Ray cluster, or starting a local Ray whose servers listen on the loopback address
 only, with its authentication token readable by its owner alone; either way the space's plugin
-files go to every worker with the job's runtime environment (no shared filesystem needed)."""
+files go to every worker with the job's runtime environment (no shared filesystem needed). An
+address nothing answers at, or a local Ray that fails to start, is one line (a `UserError`)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,8 @@ from common.errors import UserError
 from common.upstream import ray_constant
 from models.plugins import PluginFile, stage_for_shipping
 
+ADDRESS_TIMEOUT_S = 10.0  # how long a cluster's address may take to accept a connection
+
 
 def start_ray(address: str | None, job_name: str, plugins: Sequence[PluginFile] = ()) -> None:
     """Connect to a cluster (`--address`, `RAY_ADDRESS`) or start a local Ray that listens on the
@@ -29,6 +33,7 @@ def start_ray(address: str | None, job_name: str, plugins: Sequence[PluginFile] 
     with tempfile.TemporaryDirectory(prefix="genre-search-plugins-") as staging:
         job_config.set_runtime_env(_plugins_env(plugins, Path(staging)))
         if address:
+            _check_reachable(address)
             try:
                 context = ray.init(address=address, log_to_driver=False, job_config=job_config)
             except (ConnectionError, SystemExit) as err:  # Ray exits the process when no cluster answers
@@ -53,7 +58,43 @@ def _plugins_env(plugins: Sequence[PluginFile], staging: Path) -> dict[str, Any]
     return {"py_modules": [str(folder) for folder in stage_for_shipping(plugins, staging)]}
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse, within ADDRESS_TIMEOUT_S, an address where nothing accepts a connection: `ray.init`
+    would retry it for minutes, with a warning every 5 s. A `host:port` address only (a Ray Client
+    `ray://` one the same); others are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as err:
+        reason = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise UserError(
+            f"--address {address}: no Ray cluster answers there ({reason} within {ADDRESS_TIMEOUT_S:g} s): "
+            "check the head node's address and port (`ray status` on it), or leave --address and "
+            "RAY_ADDRESS out for a local Ray"
+        ) from err
+
+
 def _start_local_ray(job_config: JobConfig) -> Any:
+    try:
+        return _init_local_ray(job_config)
+    except UserError:
+        raise
+    except Exception as err:  # "The current node timed out during startup", a raylet that died, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"Ray did not start on this machine: {first} (its logs: {_ray_logs()}; free memory, "
+            "disk space under /tmp and processes left by another Ray (`ray stop`) are the usual causes)"
+        ) from err
+
+
+def _ray_logs() -> Path:
+    """Where a local Ray's newest session keeps its logs (under RAY_TMPDIR, else /tmp)."""
+    return Path(os.environ.get("RAY_TMPDIR") or "/tmp") / "ray" / "session_latest" / "logs"
+
+
+def _init_local_ray(job_config: JobConfig) -> Any:
     _keep_token_private()
     # Ray binds its servers to the loopback address alone when the node's IP is the loopback
     # address, but on Linux `ray.init` turns 127.0.0.1 into the machine's outward IP unless

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ray import tune
-
 from common import experiment as experiments
 from common import remote, upstream
+from common.driver_lease import DriverLease, refuse_if_held
 from common.errors import UserError
 from features.dataset import Dataset
 from features.durations import check_segment_seconds
@@ -28,12 +27,13 @@ from search.lifecycle import (
     resume_command,
     set_orphans_aside,
     start_again,
+    stop_signal,
+    stoppable_fit,
     wall_clock,
 )
 from search.optuna_search import ResumableOptunaSearch, SpaceSampler  # noqa: F401 (pickled names: below)
 from search.progress import print_where_to_watch
 from search.ray_session import start_ray
-from search.settings import SearchSettings
 from search.space import Space, load_space
 from search.tuner import EpochBudget, build_tuner, trial_name  # noqa: F401 (pickled names: below)
 from training.config import TrainingConfig
@@ -65,42 +65,62 @@ class SearchRequest:
 @dataclass(frozen=True)
 class SearchOutcome:
     local_dir: Path
-    stopped: bool  # interrupted (Ctrl-C) with trials left to run: `resume_command` continues it
+    stopped: bool  # interrupted (Ctrl-C, SIGTERM): `resume_command` continues it
     resume_command: str
+    stop_signal: int | None = None  # the signal that interrupted it
+
+
+# What a resumed search cannot apply: it runs the space copy and search settings it recorded.
+NOT_ON_RESUME = {
+    "space": "--space",
+    "num_samples": "--num-samples",
+    "max_epochs": "--max-epochs",
+    "epoch_budget": "--epoch-budget",
+    "cpus_per_trial": "--cpus-per-trial",
+    "gpus_per_trial": "--gpus-per-trial",
+}
 
 
 def run_search(request: SearchRequest) -> SearchOutcome:
-    """Run (or resume) a search to its end or to Ctrl-C."""
+    """Run (or resume) a search to its end or to Ctrl-C or SIGTERM, as the experiment folder's one
+    driver (common.driver_lease): a second one is refused before anything is built or started."""
     upstream.check_versions()
-    experiment, space, dataset = _resumed(request) if request.resume else _new(request)
+    if request.resume:
+        _refuse_flags_on_resume(request)
+    space = None if request.resume else _requested_space(request)
+    experiment = _located(request, space)
+    remote.check_storage(experiment)  # a URI that cannot be reached: before any folder or store is made
+    with DriverLease(experiment.local_dir) as lease:
+        return _run(request, experiment, space, lease.created_folder)
+
+
+def _run(
+    request: SearchRequest, experiment: experiments.Experiment, space: Space | None, created: bool
+) -> SearchOutcome:
+    if space is None:
+        space, dataset = _resumed(request, experiment)
+    else:
+        dataset = _new_dataset(request, space)
     stores = build_stores(dataset, space.feature_settings(), _stores_dir(dataset))
     restore = request.resume and experiments.has_run_state(experiment)
     if request.resume and not restore:
         start_again(experiment)
-    with removed_if_start_fails(experiment, new=not request.resume):
+    with removed_if_start_fails(experiment, created):
         if not request.resume:
             record_new(experiment, space, dataset, stores)
         start_ray(request.address, experiment.name, space.plugins)
         tuner = build_tuner(experiment, space, stores, restore)
     print_where_to_watch(experiment)
-    with wall_clock(experiment.local_dir):
+    with wall_clock(experiment.local_dir), stoppable_fit():
         try:
             results = tuner.fit()
-        except KeyboardInterrupt:  # a second Ctrl-C, or one before Ray Tune took the signal over
-            return SearchOutcome(experiment.local_dir, True, resume_command(experiment))
-    stopped = _stopped_early(results, space.search)
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM cut Ray Tune's own stop short
+            return SearchOutcome(experiment.local_dir, True, resume_command(experiment), stop_signal())
+    interrupted = stop_signal()
     set_orphans_aside(experiment.local_dir, results)
-    summarize(results, experiment.local_dir, space.search.max_epochs)
+    summarize(results, experiment.local_dir, space.search.max_epochs, interrupted=interrupted is not None)
     remote.upload(experiment)
-    return SearchOutcome(experiment.local_dir, stopped, resume_command(experiment))
-
-
-def _stopped_early(results: tune.ResultGrid, search: SearchSettings) -> bool:
-    """Interrupted with trials left to run; a search that spent its epoch budget has ended."""
-    spent = sum((result.metrics or {}).get("training_iteration", 0) for result in results)
-    if search.epoch_budget is not None and spent >= search.epoch_budget:
-        return False
-    return len(results) < search.num_samples or results.num_terminated + results.num_errors < len(results)
+    return SearchOutcome(experiment.local_dir, interrupted is not None, resume_command(experiment), interrupted)
 
 
 def build_space_stores(request: SearchRequest) -> dict[FeatureSetting, Path]:
@@ -112,20 +132,35 @@ def build_space_stores(request: SearchRequest) -> dict[FeatureSetting, Path]:
     return build_stores(dataset, space.feature_settings(), _stores_dir(dataset))
 
 
-def _new(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset]:
+def _requested_space(request: SearchRequest) -> Space:
     if not request.space:
         raise UserError("--space is required (a path, or a file name in spaces/)")
-    space = load_space(request.space).with_search(
+    return load_space(request.space).with_search(
         num_samples=request.num_samples,
         max_epochs=request.max_epochs,
         epoch_budget=request.epoch_budget,
         cpus_per_trial=request.cpus_per_trial,
         gpus_per_trial=request.gpus_per_trial,
     )
-    experiment = experiments.locate(request.storage, request.name, resume=False, space_path=space.path)
+
+
+def _located(request: SearchRequest, space: Space | None) -> experiments.Experiment:
+    """The experiment folder; one that a live driver holds is refused naming that driver, before
+    any other reason (such as "already exists" for a new search of a running one's name)."""
+    try:
+        if request.resume:
+            return located_for_resume(request.storage, request.name)
+        return experiments.locate(request.storage, request.name, resume=False, space_path=space and space.path)
+    except UserError:
+        if request.name:
+            refuse_if_held(experiments.local_folder(str(request.storage or experiments.DEFAULT_STORAGE), request.name))
+        raise
+
+
+def _new_dataset(request: SearchRequest, space: Space) -> Dataset:
     dataset = open_dataset(request.data, request.data_options)
     check_segment_seconds(dataset, _segment_seconds(space))
-    return experiment, space, dataset
+    return dataset
 
 
 def _segment_seconds(space: Space) -> list[float]:
@@ -138,10 +173,19 @@ def _stores_dir(dataset: Dataset) -> Path:
     return default_stores_dir(dataset.root, stores_variant(dataset))
 
 
-def _resumed(request: SearchRequest) -> tuple[experiments.Experiment, Space, Dataset]:
-    """A resumed search runs the space, search settings, plugin files and dataset it started with,
-    not a file edited since nor whatever data is the default now."""
-    experiment = located_for_resume(request.storage, request.name)
+def _refuse_flags_on_resume(request: SearchRequest) -> None:
+    """A resumed search runs what it recorded: flags that would change it are refused, not ignored."""
+    given = [flag for field, flag in NOT_ON_RESUME.items() if getattr(request, field) is not None]
+    if given:
+        raise UserError(
+            f"--resume continues experiment {request.name} with the space and search settings it recorded: "
+            f"{', '.join(given)} cannot apply (resume without them, or start a new search with them)"
+        )
     if request.data_options != DataOptions():
         raise UserError("the split is recorded in the experiment: resume without --split, --group or fold options")
-    return experiment, recorded_space(experiment), recorded_dataset(experiment, request.data)
+
+
+def _resumed(request: SearchRequest, experiment: experiments.Experiment) -> tuple[Space, Dataset]:
+    """A resumed search runs the space, search settings, plugin files and dataset it started with,
+    not a file edited since nor whatever data is the default now."""
+    return recorded_space(experiment), recorded_dataset(experiment, request.data)

@@ -28,7 +28,7 @@ from common.typed import from_dict, require
 from features.settings import FeatureSetting
 from models.plugins import PluginFile, load_plugin
 from search.distributions import Distribution
-from search.preflight import check_combinations, check_plugin_models
+from search.preflight import check_combinations, check_models
 from search.sections import SectionRule, SectionSpace, parse_section, section_rules  # noqa: F401 (SectionRule: below)
 from search.settings import SearchSettings
 from search.space_file import read_space_file, resolve_space_path
@@ -120,7 +120,7 @@ def parse_space(raw: dict[str, Any], path: Path, plugins_dir: Path | None = None
         space = Space(path, sections, from_dict(SearchSettings, raw.get("search"), "search"), plugins)
         space.feature_settings()
         space.first_trial_params()
-        check_plugin_models(space.sections, space.feature_settings())
+        check_models(space.sections, space.feature_settings())
     except UserError as err:
         raise UserError(f"{path}: {err}") from err
     return space

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from common.errors import UserError
+from common.safe_load import load_yaml
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
 
@@ -25,13 +24,9 @@ def resolve_space_path(space: str | Path) -> Path:
 
 
 def read_space_file(path: Path) -> dict[str, Any]:
-    """The YAML mapping of a space file; syntax errors name the file and line."""
-    try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    """The YAML mapping of a space file, read within common.safe_load's limits; syntax errors and
+    duplicate keys name the file and line."""
+    content = load_yaml(path, "a space file")
     if not isinstance(content, dict):
         raise UserError(f"{path}: expected a mapping of sections (features, model, ...), got {content!r}")
     return content

@@ -18,6 +18,18 @@ import soundfile
 RATE = 22050
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules holding end-to-end (`slow`) tests first, each module's tests in their own order:
+    with `-n N`, pytest-xdist hands the modules out in this order (pyproject.toml), so the long ones
+    start first and the short ones fill in at the end."""
+    slow = {_module(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _module(item) not in slow)  # a stable sort: modules stay whole
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 @pytest.fixture(scope="session")
 def ray_token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One Ray token file for the whole session (a process keeps the first token it reads, so a

@@ -114,7 +114,8 @@ def test_a_long_clip_costs_its_own_frames_only(tiny_root: Path, tmp_path: Path, 
 
 def test_names_differ_and_stores_are_reused(tiny_root: Path, tmp_path: Path) -> None:
     section = {"hop_length": {"choice": [256, 512]}, "kind": {"choice": ["mel", "mfcc", "chroma"]}}
-    settings = parse_space({"features": section}, Path("space.yaml")).feature_settings()
+    model = {"arch": "cnn2d", "cnn2d": {"depth": 2}}  # chroma's 12 bins allow 3 poolings at most
+    settings = parse_space({"features": section, "model": model}, Path("space.yaml")).feature_settings()
     paths = build(tiny_root, tmp_path / "stores", settings)
     assert len({p.name for p in paths.values()}) == len(settings) == 6
     stamps = {p: p.stat().st_mtime_ns for p in paths.values()}

@@ -190,20 +190,19 @@ def test_saved_model_refuses_a_missing_or_changed_plugin(tmp_path: Path) -> None
     space = load_space(write_space(tmp_path, PLUGIN, name))
     config = TrialConfig.from_dict({**_drawn(space), "training": {"segment_seconds": 1.0}})
     model = load_model_for(config, tmp_path / "model.pt")
-    saved = load_model(model)
+    plugin = tmp_path / "plugins" / "mine.py"
+    saved = load_model(model, [plugin])  # the reader names the file (records run no code)
     assert saved.config.model.arch == name
     assert torch.load(model, weights_only=True)["plugin"] == space.plugins[0].to_dict()
-    plugin = tmp_path / "plugins" / "mine.py"
     plugin.write_text(plugin.read_text() + "\n# edited\n")
     with pytest.raises(
         UserError,
-        match=rf"^{model}: {plugin}: "
-        r"plugin file has changed since it was recorded \(sha256 \w+…, now \w+…\)",
+        match=rf"^{plugin}: plugin file has sha256 \w+…, but {model} records {plugin} \(sha256 \w+…\)",
     ):
-        load_model(model)
+        load_model(model, [plugin])
     plugin.unlink()
-    with pytest.raises(UserError, match=rf"^{model}: {plugin}: plugin file not found$"):
-        load_model(model)
+    with pytest.raises(UserError, match=rf"^{plugin}: plugin file not found$"):
+        load_model(model, [plugin])
 
 
 def test_resume_loads_the_recorded_plugin_and_refuses_a_changed_one(
@@ -274,14 +273,14 @@ def test_plugin_model_searched_reported_and_predicted(tmp_path: Path, monkeypatc
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
-    reported = run("report.py", "--experiment", str(outcome.local_dir), "--seeds", "1")
+    reported = run("report.py", "--experiment", str(outcome.local_dir), "--seeds", "1", "--plugin", str(plugin))
     assert reported.returncode == 0, reported.stderr[-3000:]
     model = outcome.local_dir / "report" / "model-seed0.pt"
     assert torch.load(model, weights_only=True)["config"]["model"]["arch"] == name
     clip = tmp_path / "clip.wav"
     write_tone_clip(clip, seconds=2.0, pitch_hz=440.0, seed=7)
-    predicted = run("predict.py", str(model), str(clip))
+    predicted = run("predict.py", str(model), str(clip), "--plugin", str(plugin))
     assert predicted.returncode == 0 and predicted.stdout.startswith(f"{clip}: "), predicted.stderr[-3000:]
     plugin.write_text(plugin.read_text() + "\n# edited\n")
-    refused = run("predict.py", str(model), str(clip))
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "has changed since" in refused.stderr
+    refused = run("predict.py", str(model), str(clip), "--plugin", str(plugin))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "plugin file has sha256" in refused.stderr

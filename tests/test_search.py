@@ -303,7 +303,7 @@ def test_interrupted_and_killed_search_resumes(tiny_data: Path, tmp_path: Path) 
     assert "Traceback" not in output, output[-3000:]
     assert (
         output.splitlines()[-1]
-        == f"stopped; resume with: python run_search.py --resume --name killed --storage {tmp_path}"
+        == f"search interrupted (Ctrl-C); resume with: python run_search.py --resume --name killed --storage {tmp_path}"
     )
     assert (folder / "leaderboard.csv").is_file()  # the leaderboard of what exists
 

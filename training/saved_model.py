@@ -4,12 +4,13 @@ reads it.
 The file holds plain containers and tensors only (read with ``torch.load(weights_only=True)``, so
 opening one cannot run code): the trial config that built the network, its weights, the class
 names, the feature setting and the training split's normalisation statistics; for a plugin
-architecture, also the plugin file's path and SHA-256, loaded from there when the model is read
-(a file missing or changed since is refused).
+architecture, also the plugin file's path and SHA-256. That record runs nothing: the reader names
+the plugin file itself (`predict.py --plugin FILE`), imported only when its SHA-256 is the recorded one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from common.errors import UserError
 from common.partials import atomic_write
 from features.arrays import SplitArrays
 from features.settings import FeatureSetting
-from models.plugins import load_recorded, plugin_of
+from models.plugins import load_named, plugin_of
 from models.registry import build_model
 from training.config import TrialConfig
 from training.evaluate import predict_clips
@@ -85,13 +86,14 @@ def save_model(
         torch.save(payload, file)
 
 
-def load_model(path: str | Path) -> SavedModel:
-    """Read and rebuild a saved model; anything that does not match is a one-line `UserError`."""
+def load_model(path: str | Path, plugins: Sequence[str | Path] = ()) -> SavedModel:
+    """Read and rebuild a saved model; anything that does not match is a one-line `UserError`.
+    A plugin architecture needs its file among `plugins`, with the SHA-256 the model records."""
     payload = _read_payload(Path(path))
-    if payload.get("plugin") is not None:
-        load_recorded([payload["plugin"]], str(path))
+    config = _config(payload, path)
+    recorded = [payload["plugin"]] if payload.get("plugin") is not None else []
+    load_named(config.model.arch, recorded, plugins, str(path))
     try:
-        config = TrialConfig.from_dict(payload["config"])
         if FeatureSetting.from_dict(payload["setting"]) != config.features:
             raise UserError("its feature setting differs from its config's")
         classes = tuple(str(name) for name in payload["classes"])
@@ -107,6 +109,15 @@ def load_model(path: str | Path) -> SavedModel:
         raise UserError(f"{path}: model file does not match: {type(err).__name__}: {err}".splitlines()[0]) from err
     model.eval()
     return SavedModel(config, classes, mean, std, model, dict(payload.get("about") or {}))
+
+
+def _config(payload: dict[str, Any], path: str | Path) -> TrialConfig:
+    try:
+        return TrialConfig.from_dict(payload["config"])
+    except UserError as err:
+        raise UserError(f"{path}: model file does not match: {err}") from err
+    except (TypeError, AttributeError, KeyError, ValueError) as err:
+        raise UserError(f"{path}: model file does not match: {type(err).__name__}: {err}".splitlines()[0]) from err
 
 
 def _check_weights(model: nn.Module, weights: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@ import json
 import numbers
 import os
 import shutil
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -36,6 +38,7 @@ FS_BLOCK_BYTES = 4096  # a file takes whole blocks of the filesystem
 SMALL_FILES_BYTES = 64 * 1024  # split lists, marker and folders
 LIBSNDFILE_SYSTEM_ERROR = 2  # SFE_SYSTEM: a failed read or write call, its errno not passed on
 GENERATOR = {"generator": "genre-search synthetic", "version": 1}
+ORPHAN_CHECK_SECONDS = 0.5  # how often a worker checks that the generating process still runs
 # Mixed into the split shuffle's seed so it never coincides with a clip's [seed, genre, index].
 _SPLIT_STREAM = 0x5111
 
@@ -85,6 +88,34 @@ def _write_clip(job: tuple[str, int, int, int, float]) -> str:
     return name
 
 
+def _end_with(parent: int) -> None:
+    """Worker initializer: end this worker when `parent` (the generating process) ends, however it
+    ends (SIGKILL included), rather than live on orphaned. A daemon thread sees the worker's parent
+    change: a killed parent's children are taken over by init (or a subreaper). Polling, not
+    Linux's PR_SET_PDEATHSIG, so it holds on every POSIX system and for every start method (a
+    forkserver worker's parent is the server, which ends with the generating process)."""
+    first = os.getppid()
+    if first != parent and not _alive(parent):  # killed before this worker got here
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == first:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        pass
+    return True
+
+
 def _run_jobs(jobs: list[tuple[str, int, int, int, float]], workers: int) -> None:
     """Write every clip, in `workers` processes (inline for one), with a progress bar."""
     progress = tqdm(total=len(jobs), desc="synthesising clips", unit="clip")
@@ -94,7 +125,7 @@ def _run_jobs(jobs: list[tuple[str, int, int, int, float]], workers: int) -> Non
                 _write_clip(job)
                 progress.update()
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_end_with, initargs=(os.getpid(),)) as pool:
             try:
                 for future in as_completed([pool.submit(_write_clip, job) for job in jobs]):
                     future.result()  # a worker's error is raised here

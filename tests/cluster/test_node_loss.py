@@ -3,6 +3,7 @@ object store, the network a plugin of the test's own that Ray ships to the nodes
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from common import experiment as experiments
 from reporting.trials import listed_trials
 from search.trainable import NODE_ID
-from tests.cluster.conftest import REPO, SLOW_SEGMENTS, opened, reported_rows, run_python, space_file, worker_node
+from tests.cluster.conftest import REPO, opened, reported_rows, run_python, space_file, worker_node
 from tests.conftest import wait_for
 
 # A network of the test's own (README "Search your own model"), in a folder no node has on its
@@ -102,13 +103,13 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
     Then report.py on the result."""
     worker = worker_node(cluster, base, "worker-1")
     _assert_opens_are_recorded(cluster, worker, "worker-1", base)
-    # Epochs of a second or two: a trial outlasts the start of the other node's worker (a trial
-    # that ends at once lets one node run both in turn).
+    # Short epochs (2 segments per clip): the gate holds each trial, and its node's one CPU, after
+    # its second epoch, so the two trials run at once, one per node, however fast their epochs are.
     gate = base / "gate"
     gate.touch()
     plugin = NODE_LOGGED_PLUGIN.format(log=str(base / "plugin-builds.txt"), gate=str(gate))
     (base / "node_logged.py").write_text(plugin)
-    space = space_file(base, "lost", samples=2, epochs=6, segments=SLOW_SEGMENTS, model=PLUGIN)
+    space = space_file(base, "lost", samples=2, epochs=6, model=PLUGIN)
     storage = base / "runs"
     args = ["--space", str(space), "--data", str(base / "data"), "--storage", str(storage), "--name", "lost"]
     folder = storage / "lost"
@@ -116,6 +117,9 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
         driver = subprocess.Popen(
             [sys.executable, "run_search.py", *args, "--address", cluster.address],
             cwd=REPO,
+            # Ray Tune saves its state (and the trials' result.json) to the storage every 10 s by
+            # default: every second here, so the wait below is a second, not ten.
+            env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
