@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> SearchRequest:
     parser.add_argument("--cpus-per-trial", type=float, help="overrides search.cpus_per_trial")
     parser.add_argument("--gpus-per-trial", type=float, help="overrides search.gpus_per_trial (CUDA only)")
     parser.add_argument(
+        "--dashboard", action="store_true", help="serve optuna-dashboard on the study (127.0.0.1) while it runs"
+    )
+    parser.add_argument(
         "--build-stores-only",
         action="store_true",
         help="build (or reuse) the feature stores of --space for --data, print their paths and exit",

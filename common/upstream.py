@@ -20,6 +20,7 @@ Where a public API does the job, it is used instead (elsewhere). What stays here
   of our own from `on_trial_result` would start again at zero).
 - Naming each trial's worker after its trial (the dashboard's Actors page) has no public API.
 - Restoring the searcher reads OptunaSearch's trials and study (no public accessor).
+- Why ASHA cut a trial (its rung and cutoff) has no public API: search.asha reads ASHA's rungs.
 - A local Ray on the loopback address alone has no public switch on Linux.
 """
 
@@ -127,6 +128,12 @@ def ray_trial_config(trial: Any) -> dict[str, Any]:
     return trial.config
 
 
+def ray_trial_folder(trial: Any) -> Path:
+    """The trial's folder on the driver, made if missing: where Ray Tune's loggers write."""
+    trial.init_local_path()
+    return Path(trial.local_path)
+
+
 # --- Ray Tune: its snapshot of the run ------------------------------------------------------------
 
 RUN_STATE_PATTERN = "experiment_state-*.json"  # Ray Tune's snapshots of the run (TuneController.CKPT_FILE_TMPL)
@@ -178,6 +185,24 @@ def optuna_search_trials(searcher: OptunaSearch) -> dict[str, optuna.trial.Trial
 def optuna_search_study(searcher: OptunaSearch) -> optuna.Study:
     """OptunaSearch's Optuna study."""
     return searcher._ot_study
+
+
+# --- Ray Tune's ASHA ------------------------------------------------------------------------------
+
+
+def asha_next_rung(scheduler: Any, trial_id: str, epoch: int) -> tuple[int, float] | None:
+    """The rung (its epoch) that the trial's result at `epoch` reaches now in Ray's ASHA, and the
+    rung's cutoff before this result counts; None when it reaches none or the rung has no value
+    yet. As `_Bracket.on_result` walks its rungs (stop_last_trials: the default)."""
+    bracket = scheduler._trial_info.get(trial_id)
+    if bracket is None:
+        return None
+    for milestone, recorded in bracket._rungs:
+        if epoch < milestone or trial_id in recorded:
+            continue
+        cutoff = bracket.cutoff(recorded)
+        return None if cutoff is None else (int(milestone), float(cutoff))
+    return None
 
 
 # --- for the tests and benchmarks -----------------------------------------------------------------

@@ -38,6 +38,11 @@ class ConvBlock1d(nn.Module):
 class ConvBlock2d(nn.Module):
     """Conv2d over (bins, frames) → BatchNorm → ReLU → MaxPool2d; `pool` is one int or (freq, time)."""
 
+    # Max-pooling and ReLU commute: both are monotone and the pool picks the same element, so
+    # pooling first gives the same values and gradients, with the ReLU on a tensor `pool` times
+    # smaller per axis. `training.fast` sets it; False keeps the plain path's order.
+    pool_first = False
+
     def __init__(
         self,
         in_channels: int,
@@ -54,7 +59,8 @@ class ConvBlock2d(nn.Module):
         self.pool = _pool_or_identity(pool, nn.MaxPool2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.act(self.norm(self.conv(x))))
+        x = self.norm(self.conv(x))
+        return self.act(self.pool(x)) if self.pool_first else self.pool(self.act(x))
 
 
 class ResidualBlock2d(nn.Module):

@@ -8,12 +8,15 @@ space file was named baseline.yaml and whose dataset fingerprint equals this exp
 from other data are not comparable). Its validation accuracy is its best trial's (leaderboard.csv);
 its test accuracy comes from its own report (report/report.json), when `report.py` has made one.
 One without a complete report (`report_complete`) is reported first (`report_if_needed`), so that
-the comparison pairs it with ours on the same test clips (`against_baseline`).
+the comparison pairs it with ours on the same test clips (`against_baseline`); so is one whose report
+was made from other data or other code (`why_not_reused`: its dataset fingerprint and `code_stamp` differ
+from now). `report.py --no-baseline` leaves the baseline out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +39,12 @@ HOMEWORK_TEST_CLIPS = 227  # ... of one run, on the fault-filtered split's 227 t
 HOMEWORK_TEST_FINGERPRINT = "143a7f2df1d5b3c742c54a400ec7c5c26fd01cf843ebe2e303917898fda9f2a7"
 BASELINE_SPACE = "baseline.yaml"
 REPORT_JSON = "report.json"
+PROJECT = Path(__file__).resolve().parent.parent
+# What a report's numbers depend on besides its data and config: the code of training, the models
+# and the features' loading, and the libraries that compute them (report.json's "code").
+CODE_FOLDERS = ("training", "models", "features")
+CODE_FILES = ("reporting/retrain.py",)
+CODE_PACKAGES = ("torch", "numpy", "scikit-learn")
 
 
 def homework_genres() -> tuple[str, ...]:
@@ -107,14 +116,48 @@ def report_complete(report_dir: Path) -> bool:
     return (report_dir / REPORT_JSON).is_file() and (report_dir / clips.PREDICTIONS_CSV).is_file()
 
 
-def report_if_needed(baseline: dict[str, Any], seeds: int, report: Callable[[Path, int], object]) -> None:
-    """Report a baseline.yaml experiment without a complete report (never reported, cut off, or
-    reported before per-clip results were kept) with `report(folder, seeds)`, our number of seeds;
-    a failure is noted in `baseline`, not raised."""
+def code_stamp() -> dict[str, Any]:
+    """The code a report is made by: SHA-256 of the project's source files its numbers depend on
+    (CODE_FOLDERS' and CODE_FILES' *.py, by path and content) and the versions of CODE_PACKAGES."""
+    digest = hashlib.sha256()
+    files = [path for folder in CODE_FOLDERS for path in (PROJECT / folder).rglob("*.py")]
+    for path in sorted({*files, *(PROJECT / name for name in CODE_FILES)}):
+        digest.update(f"{path.relative_to(PROJECT).as_posix()}\n".encode() + path.read_bytes())
+    versions = {name: importlib.metadata.version(name) for name in CODE_PACKAGES}
+    return {"source_sha256": digest.hexdigest(), "versions": versions}
+
+
+def why_not_reused(report_dir: Path, fingerprint: str) -> str | None:
+    """Why the report in `report_dir` cannot stand for its experiment now (None: it can): missing or
+    incomplete, or made from other data (dataset fingerprint) or by other code (`code_stamp`)."""
+    if not report_complete(report_dir):
+        return "has no complete report"
+    try:
+        numbers = json.loads((report_dir / REPORT_JSON).read_text())
+    except (OSError, ValueError):
+        return "has an unreadable report.json"
+    if (numbers.get("dataset") or {}).get("fingerprint") != fingerprint:
+        return "has a report made from other data"
+    if numbers.get("code") != code_stamp():
+        return "has a report made by other code (project sources or library versions differ)"
+    return None
+
+
+def report_if_needed(
+    baseline: dict[str, Any], seeds: int, report: Callable[[Path, int], object], fingerprint: str | None = None
+) -> None:
+    """Report a baseline.yaml experiment whose report cannot be reused (`why_not_reused`; `fingerprint`
+    None: any complete report is) with `report(folder, seeds)`, our number of seeds; a failure is
+    noted in `baseline`, not raised."""
     folder = Path(baseline["folder"])
-    if report_complete(folder / REPORT_DIR):
+    if fingerprint is None:
+        why = None if report_complete(folder / REPORT_DIR) else "has no complete report"
+    else:
+        why = why_not_reused(folder / REPORT_DIR, fingerprint)
+    if why is None:
+        print(f"baseline.yaml experiment {folder}: reusing its report (same data and code)")
         return
-    print(f"baseline.yaml experiment {folder} has no complete report: reporting it first (--seeds {seeds})")
+    print(f"baseline.yaml experiment {folder} {why}: reporting it first (--seeds {seeds}; --no-baseline skips it)")
     try:
         report(folder, seeds)
     except UserError as err:  # our own report goes on: its comparison says why the baseline is missing

@@ -51,6 +51,7 @@ class ReportRequest:
     out: str | None = None  # default: <experiment>/report/
     storage: str | None = None  # default: runs/ in the project
     plugins: tuple[str, ...] = ()  # plugin files the user names (--plugin): records alone run no code
+    baseline: bool = True  # False (--no-baseline): no baseline.yaml experiment reported nor compared
 
 
 def make_report(request: ReportRequest) -> Path:
@@ -72,9 +73,10 @@ def _make_report(request: ReportRequest, folder: Path) -> Path:
     trials = load_trials(folder, int(metadata["search"]["max_epochs"]))
     require_an_epoch(trials, folder)
     best = best_trial(trials, folder)
-    baseline = baseline_experiment(folder, metadata)
+    baseline = baseline_experiment(folder, metadata) if request.baseline else None
     if baseline is not None:  # before our retraining: a failure there costs nothing of ours
-        report_if_needed(baseline, request.seeds, partial(_report_baseline, plugins=request.plugins))
+        report_baseline = partial(_report_baseline, plugins=request.plugins)
+        report_if_needed(baseline, request.seeds, report_baseline, metadata["dataset"]["fingerprint"])
     out_dir = Path(request.out).expanduser().resolve() if request.out else folder / REPORT_DIR
     staging = outputs.start(out_dir)
     try:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common.trials import METRIC
+from common.trials import METRIC, STOP_COLUMNS, TIE_RULE
 from reporting.baselines import HOMEWORK_TEST_CLIPS, is_baseline
 from reporting.importance import Importance
 from reporting.results import class_word, per_genre, pooled, seed_table, spread
@@ -22,7 +22,7 @@ from reporting.trials import BestTrial, Trials
 from training import TrialConfig
 
 LEADERBOARD_ROWS = 10
-LEADERBOARD_COLUMNS = ["trial", "status", "epochs", "best_epoch", METRIC, "valid_loss"]
+LEADERBOARD_COLUMNS = ["trial", "status", "epochs", "best_epoch", METRIC, "valid_loss", *STOP_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _result(data: ReportData) -> list[str]:
         f"## Result: the best config retrained with {plural(n, 'seed')}",
         "",
         f"Best trial of the search: `{best.name}` (best validation clip accuracy {best.valid_clip_acc:.4f} at epoch "
-        f"{best.best_epoch}, ties broken by validation loss). Its saved config was retrained from scratch with "
+        f"{best.best_epoch}; {TIE_RULE}). Its saved config was retrained from scratch with "
         f"{seed_values(n)} for {data.config.training.max_epochs} epochs (search.max_epochs) each, keeping"
         " per seed the weights of the epoch with the best validation clip accuracy; test clips were read once, here.",
         "",
@@ -338,7 +338,8 @@ def _leaderboard(data: ReportData) -> list[str]:
     return [
         f"## Leaderboard (top {len(shown)} of {len(table)} trials)",
         "",
-        f"Ranked by best {METRIC} over each trial's epochs, ties by validation loss at that epoch.",
+        f"Ranked by best {METRIC} over each trial's epochs; {TIE_RULE}. `stop_reason`: why a trial ended"
+        " (`rung_cut`: ASHA cut it at `rung`, below that rung's `cutoff`).",
         "",
         *md_table(shown),
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.partials import atomic_write
-from reporting.baselines import HOMEWORK_TEST_CLIPS
+from reporting.baselines import HOMEWORK_TEST_CLIPS, code_stamp
 from reporting.clips import PREDICTIONS_CSV
 from reporting.markdown import ReportData
 from reporting.results import per_genre, pooled, spread
@@ -46,6 +46,7 @@ def numbers(data: ReportData) -> dict[str, Any]:
         "predictions": PREDICTIONS_CSV,
         "classes": list(data.classes),
         "dataset": data.metadata["dataset"],
+        "code": code_stamp(),  # what a later report checks before reusing this one as its baseline
         "search": data.search,
         "importance": data.importance.values,
         "importance_trials": data.importance.trials,  # the completed trials it rests on (0: none)

@@ -25,7 +25,7 @@ from common.experiment import (
     start_time,
     trial_folders,
 )
-from common.trials import METRIC, TrialRecord, epoch_history, leaderboard_text, ranked, trial_rows
+from common.trials import METRIC, TrialRecord, epoch_history, leaderboard_text, ranked, read_stops, trial_rows
 from common.upstream import TRIAL_ERROR, TRIAL_TERMINATED, newest_run_state, run_state_trials
 from training.config import trial_config
 
@@ -68,7 +68,8 @@ def load_trials(folder: Path, max_epochs: int) -> Trials:
     names = [*listed, *sorted(p.name for p in trial_folders(folder) if p.name not in listed)]
     if not names:
         raise UserError(f"{folder}: the experiment has no trials: nothing to report")
-    records = [_record(folder / name, listed.get(name)) for name in names]
+    stops = read_stops(folder)
+    records = [_record(folder / name, listed.get(name), stops.get(name)) for name in names]
     table = trial_rows(records, max_epochs)
     histories = {record.name: record.history for record in records}
     table["start_order"] = table["trial"].map({name: index for index, name in enumerate(names, start=1)})
@@ -101,7 +102,7 @@ def _listed(entry: dict[str, Any]) -> ListedTrial:
     return ListedTrial(status=entry.get("status"), config=config if isinstance(config, dict) else None)
 
 
-def _record(trial_dir: Path, listed: ListedTrial | None) -> TrialRecord:
+def _record(trial_dir: Path, listed: ListedTrial | None, stop: dict[str, Any] | None = None) -> TrialRecord:
     """A trial as the search's leaderboard sees it. Errored as Ray decides it: an error file in a
     trial that did not end well (a failed attempt that a retry recovered leaves one too)."""
     status = listed.status if listed else None
@@ -109,7 +110,7 @@ def _record(trial_dir: Path, listed: ListedTrial | None) -> TrialRecord:
     config = _json_object(params) if params.is_file() else (listed.config if listed else None)
     has_error = any((trial_dir / name).is_file() for name in TRIAL_ERROR_FILES)
     errored = status == TRIAL_ERROR or (status != TRIAL_TERMINATED and has_error)
-    return TrialRecord(trial_dir.name, str(trial_dir), config, _history(trial_dir), errored)
+    return TrialRecord(trial_dir.name, str(trial_dir), config, _history(trial_dir), errored, stop)
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -171,7 +172,7 @@ def require_an_epoch(trials: Trials, folder: Path) -> None:
 
 def best_trial(trials: Trials, folder: Path) -> BestTrial:
     """The leaderboard's first trial: best validation clip accuracy at any epoch (ASHA cuts trials
-    short, so the last epoch would favour trials that ran longest), ties to the lower loss."""
+    short, so the last epoch would favour trials that ran longest), ties as common.trials.rank_key says."""
     finished = ranked(trials.table)
     if finished.empty:
         raise UserError(f"{folder}: no trial finished an epoch: nothing to report")

@@ -1,5 +1,5 @@
-"""The end of a search in numbers: one row per trial (common.trials), saved as `leaderboard.csv`,
-and the best trial's config as `best_config.json`."""
+"""The end of a search in numbers: one row per trial (common.trials), why it ended included, saved
+as `leaderboard.csv`, and the best trial's config (common.trials.rank_key) as `best_config.json`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,24 @@ from typing import Any
 import pandas as pd
 
 from common.experiment import BEST_CONFIG_FILE, LEADERBOARD_FILE
-from common.trials import INTERRUPTED, METRIC, TrialRecord, epoch_history, leaderboard_text, ranked, trial_rows
+from common.trials import (
+    INTERRUPTED,
+    METRIC,
+    TrialRecord,
+    epoch_history,
+    leaderboard_text,
+    ranked,
+    read_stops,
+    trial_rows,
+)
 from training.config import trial_config
 
+SHOWN = 10  # trials printed at the end
 
-def trial_records(results: Any) -> list[TrialRecord]:
-    """Ray's ResultGrid as plain records."""
+
+def trial_records(results: Any, stops: dict[str, dict[str, Any]] | None = None) -> list[TrialRecord]:
+    """Ray's ResultGrid as plain records (in the order Ray created the trials), with why each ended."""
+    stops = stops or {}
     return [
         TrialRecord(
             name=Path(result.path).name,
@@ -23,6 +35,7 @@ def trial_records(results: Any) -> list[TrialRecord]:
             config=result.config or _saved_config(result),
             history=epoch_history(result.metrics_dataframe),
             errored=result.error is not None,
+            stop=stops.get(Path(result.path).name),
         )
         for result in results
     ]
@@ -43,14 +56,15 @@ def summarize(results: Any, local_dir: Path, max_epochs: int, interrupted: bool 
     """Print and save the leaderboard and the best config; say how many trials errored and where.
     In a search `interrupted` (Ctrl-C, SIGTERM), a trial cut off while it ran is "interrupted", as
     the report calls it (Ray Tune marks every trial it stops at the end as terminated)."""
-    records = trial_records(results)
+    records = trial_records(results, read_stops(local_dir))
     table = trial_rows(records, max_epochs)
     if interrupted and not table.empty:
         cut_off = [Path(r.path).name for r in results if r.error is None and not (r.metrics or {}).get("done")]
         table.loc[table["trial"].isin(cut_off), "status"] = INTERRUPTED
     table.to_csv(Path(local_dir) / LEADERBOARD_FILE, index=False)
-    print(f"\nLeaderboard (top 10 of {len(table)}; all in {Path(local_dir) / LEADERBOARD_FILE}):")
-    print(leaderboard_text(table))
+    shown = f"top {SHOWN} of {len(table)} trials" if len(table) > SHOWN else f"all {len(table)} trials"
+    print(f"\nLeaderboard ({shown}; every column in {Path(local_dir) / LEADERBOARD_FILE}):")
+    print(leaderboard_text(table, limit=SHOWN))
     errored = [record for record in records if record.errored]
     if errored:
         print(f"{len(errored)} trial(s) errored; their logs (error.txt) are in:")

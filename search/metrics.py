@@ -8,10 +8,12 @@ Ray drops a gauge series that is not recorded again within about two export inte
 default), far shorter than an epoch on real data, so the worker re-records its running trial's
 last values every second until the trial ends.
 Per search, set by the driver: trials by status (tag `status`) and the best validation clip
-accuracy so far, tagged experiment."""
+accuracy so far, tagged experiment. Ray has no call to export now: before the driver exits it waits
+until Ray's next export has sent the final values (flush_search), so the last scrape shows them."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -32,6 +34,11 @@ TRIAL_GAUGES = {
 }
 STATUSES = ("pending", "running", "finished", "stopped_early", "errored")
 REFRESH_SECONDS = 1.0
+# Ray's interval between exports of a process's metrics to the node's endpoint (Ray's own default: 10 s).
+EXPORT_INTERVAL_VARIABLE = "RAY_metrics_report_interval_ms"
+EXPORT_MARGIN_SECONDS = 1.0
+# The search's last values (experiment, counts, best) and when they last changed (time.monotonic()).
+_search_last: tuple[tuple, float] | None = None
 # The tags and the last value per gauge name of the trial this process runs now; None between trials.
 _current: tuple[dict[str, str], dict[str, float]] | None = None
 
@@ -90,8 +97,26 @@ def _start_refreshing() -> None:
 
 def record_search(experiment: str, counts: Mapping[str, int], best: float | None) -> None:
     """Set the search's gauges: trials per status (every status, zeros included) and the best so far."""
+    global _search_last
+    values = (experiment, tuple(counts.get(status, 0) for status in STATUSES), best)
+    if _search_last is None or _search_last[0] != values:
+        _search_last = (values, time.monotonic())
     trials, best_gauge = _search_gauges()
     for status in STATUSES:
         trials.set(counts.get(status, 0), tags={"experiment": experiment, "status": status})
     if best is not None:
         best_gauge.set(best, tags={"experiment": experiment})
+
+
+def export_interval() -> float:
+    """Seconds between Ray's exports of this process's metrics."""
+    return int(os.environ.get(EXPORT_INTERVAL_VARIABLE, "10000")) / 1000
+
+
+def flush_search() -> None:
+    """Wait until Ray has exported the search's last values: one export interval (and a margin)
+    after they last changed; at once when that has passed already."""
+    if _search_last is not None:
+        wait = _search_last[1] + export_interval() + EXPORT_MARGIN_SECONDS - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)

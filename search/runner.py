@@ -16,6 +16,7 @@ from features.extract import build_stores
 from features.layouts import DataOptions, open_dataset, stores_variant
 from features.locate import default_stores_dir
 from features.settings import FeatureSetting
+from search import dashboard
 from search.distributions import Distribution
 from search.leaderboard import summarize
 from search.lifecycle import (
@@ -59,6 +60,7 @@ class SearchRequest:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     build_stores_only: bool = False
+    dashboard: bool = False  # optuna-dashboard on the study while the search runs (search.dashboard)
     data_options: DataOptions = DataOptions()  # how to split data without a split of its own
 
 
@@ -111,7 +113,8 @@ def _run(
         start_ray(request.address, experiment.name, space.plugins)
         tuner = build_tuner(experiment, space, stores, restore)
     print_where_to_watch(experiment)
-    with wall_clock(experiment.local_dir), stoppable_fit():
+    browser = dashboard.served_if(request.dashboard, experiment.study_url)
+    with wall_clock(experiment.local_dir), stoppable_fit(), browser:
         try:
             results = tuner.fit()
         except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM cut Ray Tune's own stop short

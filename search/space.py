@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from search.preflight import check_combinations, check_models
 from search.sections import SectionRule, SectionSpace, parse_section, section_rules  # noqa: F401 (SectionRule: below)
 from search.settings import SearchSettings
 from search.space_file import read_space_file, resolve_space_path
+
+LABEL = "label"  # a first trial's name for people (search.first_trials), not a parameter
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,23 @@ class Space:
             where = f"search.first_trials[{index}]"
             require(isinstance(point, dict) and point, where, point, "must be a mapping of searched parameters")
             for name in point:
-                require(name in parameters, where, name, searched)
-            points.append({name: parameters[name].fixed(value, f"{where}.{name}") for name, value in point.items()})
+                require(name in parameters or name == LABEL, where, name, searched)
+            label = str(point.get(LABEL, "first"))
+            require(
+                re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", label) is not None,
+                f"{where}.{LABEL}",
+                label,
+                "must be letters, digits, dots and dashes (it names the trial's folder)",
+            )
+            fixed = {
+                name: parameters[name].fixed(value, f"{where}.{name}") for name, value in point.items() if name != LABEL
+            }
+            points.append(fixed)
         return points
+
+    def first_trial_labels(self) -> list[str]:
+        """Each first trial's name for people (its `label`, else `first-<n>`), in order."""
+        return [str(point.get(LABEL, f"first-{n}")) for n, point in enumerate(self.search.first_trials, start=1)]
 
     def feature_settings(self) -> list[FeatureSetting]:
         """Every feature setting a trial can get: one store each."""

@@ -3,6 +3,7 @@ split lists, class folders without them, and manifests."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -14,6 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile
+
+# Ray exports metrics every second, not every 10 s, in every test's searches (subprocesses too): a
+# search's driver waits for one export of its last values before it exits (search.metrics.flush_search).
+os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
 
 RATE = 22050
 

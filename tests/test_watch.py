@@ -23,7 +23,7 @@ from ray.tune.experiment import Trial
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from common import experiment as experiments
-from search.progress import progress_line, snapshot
+from search.progress import Plan, progress_line, snapshot
 from tests.conftest import make_layout
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,14 +95,15 @@ def test_progress_line_counts_trials_by_status_with_the_best_so_far() -> None:
         trial("d", Trial.RUNNING, epochs=3, best=0.625),
         trial("e", Trial.PENDING),
     ]
-    line = progress_line(snapshot(trials, max_epochs=8), num_samples=10, elapsed=150.0)
-    # 3 trials ended in 150 s: the other 7 take about 350 s more.
+    line = progress_line(snapshot(trials, max_epochs=8), Plan(10, 8, valid_clips=8), elapsed=150.0)
+    # 13 epochs run in 150 s; of 10 trials x 8 epochs, the 3 ended ones never run 14: 53 left, about 611 s.
     assert line == (
-        "[2m30s] 3/10 done (1 finished, 1 stopped early, 1 errored), 1 running | best 0.750 b | about 5m50s left"
+        "[2m30s] 3/10 done (1 finished, 1 stopped early, 1 errored), 1 running"
+        " | leader b 0.750, 1 clip ahead of d 0.625 | 13/66 epochs | about 10m11s left"
     )
     # With an epoch budget: 13 of 40 epochs in 150 s, the other 27 in about 311 s more.
-    line = progress_line(snapshot(trials, max_epochs=8), num_samples=10, elapsed=150.0, epoch_budget=40)
-    assert line.endswith("| best 0.750 b | 13/40 epochs | about 5m11s left")
+    line = progress_line(snapshot(trials, max_epochs=8), Plan(10, 8, epoch_budget=40), elapsed=150.0)
+    assert line.endswith("| leader b 0.750, 0.125 ahead of d 0.625 | 13/40 epochs | about 5m11s left")
 
 
 @pytest.mark.slow
@@ -119,6 +120,9 @@ def test_a_running_search_is_visible_by_trial(tmp_path: Path) -> None:
         "GENRE_SEARCH_CACHE": str(tmp_path / "cache"),
         "RAY_AUTH_TOKEN_PATH": str(token_file),
         "RAY_metrics_report_interval_ms": "1000",  # Ray exports metrics every 10 s by default
+        # A trial's folder (its params.json) reaches the experiment folder with Ray Tune's saves of
+        # the run, every 10 s by default: every second here.
+        "TUNE_GLOBAL_CHECKPOINT_S": "1",
     }
     command = [sys.executable, "run_search.py", "--space", str(tmp_path / "watch.yaml"), "--data", str(data)]
     command += ["--storage", str(tmp_path), "--name", "watched"]
@@ -150,7 +154,7 @@ def test_a_running_search_is_visible_by_trial(tmp_path: Path) -> None:
         print(output)  # shown by pytest when the test fails
     assert f"tensorboard --logdir {folder}" in output
     assert "started with configuration" not in output  # no table per trial
-    assert re.search(r"2/2 done \(2 finished, 0 stopped early, 0 errored\), 0 running \| best", output), output
+    assert re.search(r"2/2 done \(2 finished, 0 stopped early, 0 errored\), 0 running \| leader", output), output
     for trial_folder in experiments.trial_folders(folder):
         (events,) = trial_folder.glob("events.out.tfevents.*")
         accumulator = EventAccumulator(str(events))
@@ -166,7 +170,7 @@ def _wait_for(found: Callable[[], object], search: subprocess.Popen, timeout: fl
         if value:
             return value
         assert search.poll() is None, "the search ended before it could be watched"
-        time.sleep(1)
+        time.sleep(0.5)
     raise AssertionError("timed out")
 
 

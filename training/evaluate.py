@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from features.arrays import SplitArrays
+from training.fast import evaluation_model, no_gradients
 from training.segments import DeviceSplit, eval_segments, gather, prepare_split
 
 
@@ -38,24 +39,26 @@ def evaluate_clips(
     overlap: float,
     device: torch.device | str | None = None,
     batch_size: int = 64,
+    fast: bool = True,
 ) -> ClipEvaluation:
     """Evaluate `model` on every clip of `split`, normalised with the train `mean` and `std`.
 
-    `device` None means the model's own device; another device moves the model there.
+    `device` None means the model's own device; another device moves the model there. `fast`:
+    through `training.fast.evaluation_model` (False: the model itself, the plain path).
     """
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
     device = torch.device(device)
     model.to(device)
     prepared = prepare_split(split, mean, std, device, segment_frames)
-    return evaluate_prepared(model, prepared, segment_frames, overlap, batch_size)
+    return evaluate_prepared(model, prepared, segment_frames, overlap, batch_size, fast)
 
 
 def evaluate_prepared(
-    model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int
+    model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int, fast: bool = True
 ) -> ClipEvaluation:
     """`evaluate_clips` on a split already prepared for batches (what `fit()` keeps)."""
-    log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size)
+    log_probs, clips = segment_log_probs(model, split, segment_frames, overlap, batch_size, fast)
     return summarise(log_probs, clips, split.labels.cpu(), len(split))
 
 
@@ -68,32 +71,43 @@ def predict_clips(
     return clip_probabilities(log_probs, clips, len(split)).numpy()
 
 
-@torch.no_grad()
 def segment_log_probs(
-    model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int
+    model: nn.Module, split: DeviceSplit, segment_frames: int, overlap: float, batch_size: int, fast: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities (segments, classes) of the segments covering every clip, float64 on the
-    CPU, and each segment's clip index (segments,). Reads the frames and lengths only."""
+    CPU, and each segment's clip index (segments,). Reads the frames and lengths only. `fast`: under
+    inference mode, by `training.fast.evaluation_model` (a folded copy: `model` is left as it was)."""
     clips_np, starts_np = eval_segments(split.lengths, segment_frames, overlap)
     device = split.frames.device
     clips, starts = torch.as_tensor(clips_np, device=device), torch.as_tensor(starts_np, device=device)
     was_training = model.training
-    model.eval()  # batch-norm running statistics, no dropout
-    log_probs = None
+    evaluated = evaluation_model(model, fast)
+    evaluated.eval()  # batch-norm running statistics, no dropout
     try:
-        for first in range(0, len(clips), batch_size):
-            chosen = slice(first, first + batch_size)
-            logits = model(gather(split, clips[chosen], starts[chosen], segment_frames))
-            if log_probs is None:
-                log_probs = logits.new_empty((len(clips), logits.shape[1]), dtype=torch.float32)
-            # Written into one tensor made once: a small tensor kept per batch would sit between
-            # the batches' freed memory, which the allocator then cannot reuse nor give back
-            # (a trial's memory grew with the number of validation segments, bench_memory.py).
-            log_probs[chosen] = torch.log_softmax(logits.float(), dim=1)
+        with no_gradients(fast):
+            log_probs = _log_probs(evaluated, split, clips, starts, segment_frames, batch_size)
     finally:
         model.train(was_training)
-    # Summing on the CPU in float64 keeps the per-clip sums exact enough and deterministic.
+    # Summing on the CPU in float64 keeps the per-clip sums exact enough and deterministic (and
+    # makes a new tensor: outside inference mode, as later in-place use needs).
     return log_probs.cpu().double(), torch.from_numpy(clips_np)
+
+
+def _log_probs(
+    model: nn.Module, split: DeviceSplit, clips: torch.Tensor, starts: torch.Tensor, segment_frames: int, size: int
+) -> torch.Tensor:
+    """(segments, classes) float32 log-probabilities, batch by batch, beside the model."""
+    log_probs = None
+    for first in range(0, len(clips), size):
+        chosen = slice(first, first + size)
+        logits = model(gather(split, clips[chosen], starts[chosen], segment_frames))
+        if log_probs is None:
+            log_probs = logits.new_empty((len(clips), logits.shape[1]), dtype=torch.float32)
+        # Written into one tensor made once: a small tensor kept per batch would sit between
+        # the batches' freed memory, which the allocator then cannot reuse nor give back
+        # (a trial's memory grew with the number of validation segments, bench_memory.py).
+        log_probs[chosen] = torch.log_softmax(logits.float(), dim=1)
+    return log_probs
 
 
 def clip_probabilities(log_probs: torch.Tensor, clips: torch.Tensor, n_clips: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from features.arrays import STD_FLOOR, FitData
 from training.augment import augment_batch
 from training.config import TrialConfig
 from training.evaluate import ClipEvaluation, evaluate_prepared
+from training.fast import training_layout
 from training.optim import l1_penalty, make_optimizer, penalised
 from training.schedules import Schedule, plateau_update
 from training.segments import DeviceSplit, gather, prepare_split, prepare_train, random_crops, to_device
@@ -153,7 +154,7 @@ def _prepare_run(config: TrialConfig, data: FitData, device: torch.device, segme
 def _fit(run: Run, on_epoch_end: EpochCallback | None, resume: TrainingState | None) -> FitResult:
     config = run.config
     model = models.build_model(config.model.arch, config.model.params, run.train.n_bins, run.n_classes)
-    model.to(run.device)
+    model = training_layout(model.to(run.device), config.training.fast_path)
     optimizer = make_optimizer(model, config.optimizer)
     progress = Progress.start(config.training.seed) if resume is None else restore(resume, model, optimizer, run.device)
 
@@ -208,7 +209,9 @@ def _run_epoch(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, pro
         training = run.config.training
         batch_size = 2 * training.batch_size  # no gradients kept: twice the batch fits
         with autocast(run):
-            valid = evaluate_prepared(model, run.valid, run.segment_frames, training.eval_overlap, batch_size)
+            valid = evaluate_prepared(
+                model, run.valid, run.segment_frames, training.eval_overlap, batch_size, training.fast_path
+            )
     metrics = EpochMetrics(
         epoch=progress.epoch + 1,
         train_loss=train_loss,

@@ -3,6 +3,7 @@
 
     python docs/watching/screenshots.py dashboard http://127.0.0.1:8265 docs/watching/
     python docs/watching/screenshots.py tensorboard http://localhost:6006 docs/watching/
+    python docs/watching/screenshots.py optuna http://127.0.0.1:8080 docs/watching/   # run_search.py --dashboard
 
 The dashboard's token is read where Ray reads it (search.ray_session.auth_token_file) and typed
 into the dashboard's login prompt, as a user does."""
@@ -28,7 +29,9 @@ SETTLE_SECONDS = 8  # pages load their data after the first render
 def browser(width: int = 1800, height: int = 800) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},{height}"):
+    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
+    flags += ("--disable-component-update", "--disable-sync", "--no-first-run", f"--window-size={width},{height}")
+    for argument in flags:
         options.add_argument(argument)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
@@ -70,6 +73,27 @@ def tensorboard(url: str, out: Path) -> None:
         driver.quit()
 
 
+def optuna(url: str, out: Path) -> None:
+    """optuna-dashboard's pages of the first study: the trials by state (a pruned one opened, with
+    its rung and cutoff), the history with importance, and every trial's curve."""
+    driver = browser(height=1000)
+    try:
+        study = f"{url}/dashboard/studies/1"
+        driver.get(f"{study}/trials")
+        time.sleep(SETTLE_SECONDS)
+        for pruned in driver.find_elements(By.XPATH, "//span[normalize-space()='Pruned']")[:1]:
+            pruned.click()
+        time.sleep(2)
+        driver.save_screenshot(str(out / "optuna-dashboard-trials.png"))
+        shoot(driver, study, out / "optuna-dashboard-history.png")
+        for heading in driver.find_elements(By.XPATH, "//h6[normalize-space()='Intermediate values']")[:1]:
+            driver.execute_script("arguments[0].scrollIntoView()", heading)
+        time.sleep(2)
+        driver.save_screenshot(str(out / "optuna-dashboard-curves.png"))
+    finally:
+        driver.quit()
+
+
 if __name__ == "__main__":
     view, address, folder = sys.argv[1:4]
-    {"dashboard": dashboard, "tensorboard": tensorboard}[view](address.rstrip("/"), Path(folder))
+    {"dashboard": dashboard, "tensorboard": tensorboard, "optuna": optuna}[view](address.rstrip("/"), Path(folder))

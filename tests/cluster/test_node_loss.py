@@ -150,6 +150,8 @@ def test_search_on_two_nodes_goes_on_when_one_is_lost(cluster: Cluster, base: Pa
     built_on = (base / "plugin-builds.txt").read_text().split()
     assert worker.node_id in built_on and head in built_on, built_on  # the plugin network ran on both nodes
 
-    reported = run_python(["report.py", "--experiment", str(folder), "--seeds", "1"])
+    reported = run_python(
+        ["report.py", "--experiment", str(folder), "--seeds", "1", "--plugin", str(base / "node_logged.py")]
+    )
     assert reported.returncode == 0, reported.stderr[-3000:]
     assert (folder / "report" / "report.md").is_file()
