@@ -19,6 +19,9 @@ import soundfile
 # Ray exports metrics every second, not every 10 s, in every test's searches (subprocesses too): a
 # search's driver waits for one export of its last values before it exits (search.metrics.flush_search).
 os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
+# One torch (OpenMP) thread per process, in this one and every command it starts: the tests' models
+# are tiny, and test processes side by side (`-n 2`) with a thread per core each only contend.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 RATE = 22050
 

@@ -52,7 +52,7 @@ def test_ci_finds_the_test_command_after_the_run_the_tests_line():
     start = next(i for i, line in enumerate(lines) if line.startswith("Run the tests"))
     fence = next(i for i in range(start, len(lines)) if lines[i].startswith("```bash"))
     assert "pip install -r requirements.txt" in lines[fence + 1]
-    assert lines[fence + 1].endswith("python -m pytest")
+    assert lines[fence + 1].endswith("python -m pytest -n 2")
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda page: str(page.relative_to(ROOT)))

@@ -136,7 +136,9 @@ def test_space_name_found_from_anywhere(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.slow
-def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_search_end_to_end(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     splits_read: list[str] = []
     original = FeatureStore.load_split
 
@@ -170,14 +172,10 @@ def test_tiny_search_end_to_end(tiny_data: Path, tmp_path: Path, monkeypatch: py
     assert best["valid_clip_acc"] == board["valid_clip_acc"].max()
     assert best["config"]["model"]["arch"] == "cnn2d"
     assert (folder / "study.sqlite").is_file() and (folder / "space.yaml").is_file()
-    again = subprocess.run(
-        [sys.executable, "run_search.py", "--space", str(space), "--storage", str(tmp_path), "--name", "e2e"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert again.returncode == 2 and "already exists" in again.stderr  # nothing overwritten silently
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as again:  # the same command again (in this process: no new one to start)
+        search_command.main(["--space", str(space), "--storage", str(tmp_path), "--name", "e2e"])
+    assert again.value.code == 2 and "already exists" in capsys.readouterr().err  # nothing overwritten silently
 
 
 def test_epoch_budget_stops_the_whole_search_at_its_count_of_results() -> None:
@@ -272,8 +270,9 @@ def test_random_search_stops_at_its_epoch_budget(tiny_data: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_interrupted_and_killed_search_resumes(tiny_data: Path, tmp_path: Path) -> None:
-    """Killed (SIGKILL), resumed, stopped with Ctrl-C (SIGINT), resumed to the end: every trial
-    runs once, nothing is left dangling, and the wall time counts all three runs."""
+    """Killed (SIGKILL), resumed, stopped with SIGTERM (as `kill`, systemd, Slurm and Kubernetes
+    stop a job; Ctrl-C takes the same path, tests/test_trust_driver.py), resumed to the end: every
+    trial runs once, nothing is left dangling, and the wall time counts all three runs."""
     space = tiny_space(tmp_path, num_samples=6, max_epochs=4, features=AUGMENT)
     where = ["--storage", str(tmp_path), "--name", "killed"]
     start = [sys.executable, "run_search.py", "--space", str(space), "--data", str(tiny_data), *where]
@@ -296,15 +295,13 @@ def test_interrupted_and_killed_search_resumes(tiny_data: Path, tmp_path: Path) 
         wait_for(lambda: _run_snapshots(folder) > snapshots, driver)
         reported = _epochs_reported(folder)
         wait_for(lambda: _epochs_reported(folder) > reported, driver)
-        driver.send_signal(signal.SIGINT)  # Ctrl-C
+        driver.send_signal(signal.SIGTERM)
         driver.wait(timeout=180)
     output = (tmp_path / "stopped.log").read_text()
-    assert driver.returncode == search_command.STOPPED_EXIT_CODE, output[-3000:]
+    assert driver.returncode == search_command.TERMINATED_EXIT_CODE, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    assert (
-        output.splitlines()[-1]
-        == f"search interrupted (Ctrl-C); resume with: python run_search.py --resume --name killed --storage {tmp_path}"
-    )
+    resume_line = f"python run_search.py --resume --name killed --storage {tmp_path}"
+    assert output.splitlines()[-1] == f"search interrupted (SIGTERM); resume with: {resume_line}"
     assert (folder / "leaderboard.csv").is_file()  # the leaderboard of what exists
 
     resumed = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
