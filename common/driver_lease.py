@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.experiment import LEASE_FILE
-from common.partials import atomic_write, partial_path
+from common.partials import atomic_write, partial_path, process_alive
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ class Lease:
 
     def stale(self, now: float) -> bool:
         """Not refreshed for STALE_SECONDS, or held by a process of this host that is gone."""
-        return now - self.refreshed > STALE_SECONDS or (self.host == socket.gethostname() and not _alive(self.pid))
+        gone = self.host == socket.gethostname() and not process_alive(self.pid)
+        return now - self.refreshed > STALE_SECONDS or gone
 
 
 class DriverLease:
@@ -170,15 +171,3 @@ def read_lease(path: Path) -> Lease | None:
         )
     except (ValueError, TypeError, KeyError):
         return Lease("?", 0, "?", 0.0, 0.0, "")
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True

@@ -77,6 +77,9 @@ def no_space_left(error: BaseException) -> bool:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (0 and below name no one process: not alive)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -21,7 +21,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from common.errors import UserError
-from common.partials import no_space_left, partial_path, remove_stale_partials
+from common.partials import no_space_left, partial_path, process_alive, remove_stale_partials
 from features.synthetic.instruments import SR
 from features.synthetic.recipes import GENRES
 from features.synthetic.render import synthesize_clip
@@ -95,7 +95,7 @@ def _end_with(parent: int) -> None:
     Linux's PR_SET_PDEATHSIG, so it holds on every POSIX system and for every start method (a
     forkserver worker's parent is the server, which ends with the generating process)."""
     first = os.getppid()
-    if first != parent and not _alive(parent):  # killed before this worker got here
+    if first != parent and not process_alive(parent):  # killed before this worker got here
         os._exit(1)
 
     def watch() -> None:
@@ -104,16 +104,6 @@ def _end_with(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it runs, as another user
-        pass
-    return True
 
 
 def _run_jobs(jobs: list[tuple[str, int, int, int, float]], workers: int) -> None:
