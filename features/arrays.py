@@ -103,3 +103,10 @@ class FitData:
     @property
     def frames_per_second(self) -> float:
         return self.setting.frames_per_second
+
+    @property
+    def silence(self) -> np.ndarray:
+        """(bins,) float32 raw features of a silent frame: what a too-short clip is padded with."""
+        from features.compute import silence_frame  # librosa: loaded only where padding is needed
+
+        return silence_frame(self.setting)

@@ -146,6 +146,18 @@ def compute_features(audio_by_rate: dict[int, np.ndarray], plan: list[StftFamily
     return {name: to_stored(values) for name, values in feature_values(audio_by_rate, plan)}
 
 
+@functools.cache
+def silence_frame(setting: FeatureSetting) -> np.ndarray:
+    """(bins,) float32: the features of a silent frame for `setting`, as stored (float16 values):
+    the padding of a clip shorter than a network's input, the same in every class, in the
+    feature's own domain (0 for the homework's log10(1 + 10 mel), -100 dB for dB, MFCCs of it)."""
+    original = setting.original
+    silence = {original.sample_rate: np.zeros(4 * original.n_fft, dtype=np.float32)}
+    with threadpool_limits(limits=1):
+        values = compute_features(silence, plan_stfts([original]))[original.name]
+    return values[:, values.shape[1] // 2].astype(np.float32)
+
+
 def features_of_file(path: Path, setting: FeatureSetting) -> np.ndarray:
     """The `(bins, frames)` float16 features a store of `setting` holds for the audio in `path`
     (an original clip's, never an augmented copy's). Raises `DecodeError` for unreadable audio

@@ -6,6 +6,6 @@ from __future__ import annotations
 
 # Importing the family modules fills the registry through their @register decorators.
 from models import baseline, cnn1d, cnn2d, crnn, resnet, shortchunk  # noqa: F401
-from models.registry import architecture_names, build_model, check_input_fits, params_class
+from models.registry import architecture_names, build_model, check_input_fits, min_frames, params_class
 
-__all__ = ["architecture_names", "build_model", "check_input_fits", "params_class"]
+__all__ = ["architecture_names", "build_model", "check_input_fits", "min_frames", "params_class"]

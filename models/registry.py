@@ -24,9 +24,11 @@ that a space names with `plugins: [my_models.py]`):
   CPU (the caller seeds torch before building and moves it to its device).
 - The module maps a float32 batch (batch, n_bins, frames) to (batch, n_classes) logits (no
   softmax: training applies cross-entropy). Each bin is normalised with the training split's mean
-  and standard deviation (about zero mean, unit variance; padding is 0). `frames` is one segment
-  (`training.segment_seconds` x the features' frames per second), the same in training,
-  validation and prediction, but a space may search it: do not hard-wire a frame count.
+  and standard deviation (about zero mean, unit variance). `frames` is one segment
+  (`training.segment_seconds` x the features' frames per second), or for a clip shorter than a
+  segment the whole clip (as short as the smallest input `time_reductions()` allows; a clip
+  shorter than that is padded with silence), so it varies from batch to batch: do not hard-wire
+  a frame count, and pool over time.
 - A batch may hold a single example (a clip of one segment, at prediction).
 
 Before any trial, every plugin architecture a space can choose is built at each combination of
@@ -125,6 +127,12 @@ def build_model(arch: str, params: dict[str, Any] | None, n_bins: int, n_classes
     _require_positive("n_bins", n_bins)
     _require_positive("n_classes", n_classes)
     return architecture.build(typed, n_bins, n_classes)
+
+
+def min_frames(arch: str, params: dict[str, Any] | None) -> int:
+    """The fewest frames `arch` with `params` takes, from the reductions it declares (1 when it
+    declares none): a clip shorter than that is padded up to it."""
+    return min_input(parse_params(arch, params).time_reductions())
 
 
 def check_input_fits(arch: str, params: dict[str, Any] | None, n_bins: int, n_frames: int) -> None:

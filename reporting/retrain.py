@@ -212,7 +212,15 @@ def _evaluate(
 ) -> ClipEvaluation:
     """Clip-level accuracy exactly as the search measured validation: same segments, same overlap."""
     return evaluate_clips(
-        model, split, data.mean, data.std, config.segment_frames, config.training.eval_overlap, device=device
+        model,
+        split,
+        data.mean,
+        data.std,
+        config.segment_frames,
+        config.training.eval_overlap,
+        device=device,
+        min_frames=config.min_frames,
+        silence=data.silence,
     )
 
 

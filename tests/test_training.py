@@ -264,13 +264,13 @@ def test_evaluate_clips_averages_segment_probabilities_per_clip():
     raw = rng.normal(size=(3, 3, 9)).astype(np.float16)
     split = SplitArrays.of_clips([clip[:, :length] for clip, length in zip(raw, lengths)], [0, 1, 2], ("a", "b", "c"))
     mean, std = np.array([0.5, -0.2, 0.1], np.float32), np.array([2.0, 1.0, 0.5], np.float32)
-    result = evaluate_clips(SumOverTime(), split, mean, std, segment_frames=4, overlap=0.5, device="cpu")
+    result = evaluate_clips(SumOverTime(), split, mean, std, segment_frames=4, overlap=0.5, device="cpu", min_frames=1)
 
     normalised = (raw.astype(np.float64) - mean[:, None]) / std[:, None]
     expected, losses, correct = [], [], []
     for clip, starts in enumerate([[0, 2, 4], [0, 2, 3], [0]]):
-        padded = np.concatenate([normalised[clip, :, : lengths[clip]], np.zeros((3, 4))], axis=1)
-        logits = np.stack([padded[:, s : s + 4].sum(axis=1) for s in starts])
+        frames = min(4, lengths[clip])  # the 3-frame clip is one segment of its own, not padded
+        logits = np.stack([normalised[clip, :, s : s + frames].sum(axis=1) for s in starts])
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         expected.append(probs.mean(axis=0))
         losses.append(-np.log(probs[:, clip]).mean())
@@ -285,9 +285,10 @@ def test_evaluate_clips_averages_segment_probabilities_per_clip():
 def test_clip_probabilities_need_no_labels():
     data = make_data(per_class=(1, 1))
     model = models.build_model("cnn1d", SMALL_MODEL["params"], N_BINS, N_CLASSES).eval()
-    labelled = evaluate_clips(model, data.valid, data.mean, data.std, segment_frames=43, overlap=0.5)
+    shortest = models.min_frames("cnn1d", SMALL_MODEL["params"])
+    labelled = evaluate_clips(model, data.valid, data.mean, data.std, 43, 0.5, min_frames=shortest)
     unknown = replace(data.valid, labels=np.full(len(data.valid), NO_LABEL))  # an index nothing may read
-    prepared = prepare_split(unknown, data.mean, data.std, torch.device("cpu"), 43)
+    prepared = prepare_split(unknown, data.mean, data.std, torch.device("cpu"), shortest)
     np.testing.assert_array_equal(predict_clips(model, prepared, 43, 0.5), labelled.clip_probs)
 
 
@@ -300,7 +301,9 @@ def test_saved_model_round_trips_and_classifies_like_the_evaluation(data, tmp_pa
     save_model(tmp_path / "m.pt", result.best_state, config, data.classes, (data.mean, data.std), {"seed": 0})
     saved = load_model(tmp_path / "m.pt")
     assert saved.config == config and saved.classes == data.classes and saved.about == {"seed": 0}
-    expected = evaluate_clips(result.model, data.valid, data.mean, data.std, config.segment_frames, 0.5)
+    expected = evaluate_clips(
+        result.model, data.valid, data.mean, data.std, config.segment_frames, 0.5, min_frames=config.min_frames
+    )
     for clip in (0, 3):  # clip 0 is shorter than a segment
         np.testing.assert_allclose(saved.probabilities(data.valid.clip(clip)), expected.clip_probs[clip], rtol=1e-5)
 
@@ -572,5 +575,5 @@ def test_fit_on_cuda_follows_the_cpu_run(data, tmp_path: Path):
     resumed = fit(config, data, device="cuda", resume=TrainingState.load(tmp_path / "state.pt"))
     assert [m.epoch for m in resumed.history] == [1, 2, 3]
     assert resumed.history[-1].train_loss == pytest.approx(gpu.history[-1].train_loss, rel=0.05)
-    on_gpu = evaluate_clips(gpu.model, data.valid, data.mean, data.std, 43, 0.5)
+    on_gpu = evaluate_clips(gpu.model, data.valid, data.mean, data.std, 43, 0.5, min_frames=config.min_frames)
     assert on_gpu.clip_acc == pytest.approx(gpu.history[-1].valid_clip_acc)

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import models
 from common.typed import from_dict, require, to_dict
 from features.settings import FeatureSetting
 
@@ -174,6 +175,12 @@ class TrialConfig:
     @property
     def segment_frames(self) -> int:
         return self.training.segment_frames(self.features)
+
+    @property
+    def min_frames(self) -> int:
+        """The shortest segment: the network's smallest input (a shorter clip is padded with
+        silence up to it), at most a segment. Its architecture must be registered."""
+        return min(self.segment_frames, models.min_frames(self.model.arch, self.model.params))
 
     @property
     def gain_units_per_db(self) -> float:

@@ -6,6 +6,7 @@ the report on validation and test)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import nn
 
 from features.arrays import SplitArrays
 from training.fast import evaluation_model, no_gradients
-from training.segments import DeviceSplit, eval_segments, gather, prepare_split
+from training.segments import DeviceSplit, eval_segments, gather, prepare_split, segment_lengths
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,22 @@ def evaluate_clips(
     device: torch.device | str | None = None,
     batch_size: int = 64,
     fast: bool = True,
+    *,
+    min_frames: int,
+    silence: np.ndarray | None = None,
 ) -> ClipEvaluation:
     """Evaluate `model` on every clip of `split`, normalised with the train `mean` and `std`.
 
     `device` None means the model's own device; another device moves the model there. `fast`:
     through `training.fast.evaluation_model` (False: the model itself, the plain path).
+    `min_frames` and `silence`: the network's smallest input and what pads a clip up to it
+    (`TrialConfig.min_frames`, `FitData.silence`), as in training.
     """
     if device is None:
         device = next(model.parameters(), torch.empty(0)).device
     device = torch.device(device)
     model.to(device)
-    prepared = prepare_split(split, mean, std, device, segment_frames)
+    prepared = prepare_split(split, mean, std, device, min_frames, silence=silence)
     return evaluate_prepared(model, prepared, segment_frames, overlap, batch_size, fast)
 
 
@@ -96,11 +102,11 @@ def segment_log_probs(
 def _log_probs(
     model: nn.Module, split: DeviceSplit, clips: torch.Tensor, starts: torch.Tensor, segment_frames: int, size: int
 ) -> torch.Tensor:
-    """(segments, classes) float32 log-probabilities, batch by batch, beside the model."""
+    """(segments, classes) float32 log-probabilities, batch by batch, beside the model; segments
+    of one length at a time (a clip shorter than a segment is one segment of its own length)."""
     log_probs = None
-    for first in range(0, len(clips), size):
-        chosen = slice(first, first + size)
-        logits = model(gather(split, clips[chosen], starts[chosen], segment_frames))
+    for frames, chosen in _batches_by_length(split, clips, segment_frames, size):
+        logits = model(gather(split, clips[chosen], starts[chosen], frames))
         if log_probs is None:
             log_probs = logits.new_empty((len(clips), logits.shape[1]), dtype=torch.float32)
         # Written into one tensor made once: a small tensor kept per batch would sit between
@@ -108,6 +114,22 @@ def _log_probs(
         # (a trial's memory grew with the number of validation segments, bench_memory.py).
         log_probs[chosen] = torch.log_softmax(logits.float(), dim=1)
     return log_probs
+
+
+def _batches_by_length(
+    split: DeviceSplit, clips: torch.Tensor, segment_frames: int, size: int
+) -> Iterator[tuple[int, slice | torch.Tensor]]:
+    """(frames, segment positions) of each batch: up to `size` segments of one length, in order
+    (one slice after another when every segment is a whole `segment_frames`)."""
+    frames = segment_lengths(split.lengths[clips.cpu().numpy()], segment_frames, split.min_frames)
+    if (frames == segment_frames).all():
+        for first in range(0, len(clips), size):
+            yield segment_frames, slice(first, first + size)
+        return
+    for length in np.unique(frames):
+        members = torch.as_tensor(np.flatnonzero(frames == length), device=clips.device)
+        for first in range(0, len(members), size):
+            yield int(length), members[first : first + size]
 
 
 def clip_probabilities(log_probs: torch.Tensor, clips: torch.Tensor, n_clips: int) -> torch.Tensor:

@@ -23,7 +23,15 @@ from training.evaluate import ClipEvaluation, evaluate_prepared
 from training.fast import training_layout
 from training.optim import l1_penalty, make_optimizer, penalised
 from training.schedules import Schedule, plateau_update
-from training.segments import DeviceSplit, gather, prepare_split, prepare_train, random_crops, to_device
+from training.segments import (
+    DeviceSplit,
+    batch_frames,
+    gather,
+    prepare_split,
+    prepare_train,
+    random_crops,
+    to_device,
+)
 from training.state import EpochMetrics, Progress, TrainingState, check_resumable, cpu_copy, restore, snapshot
 
 # Called after every epoch with its metrics and a checkpoint of the run; returning True stops
@@ -140,8 +148,9 @@ def _prepare_run(config: TrialConfig, data: FitData, device: torch.device, segme
     """Both splits ready for batches: normalised once and kept on a GPU when they fit there, else
     shared as stored and normalised batch by batch (`training.segments.prepare_split`)."""
     training = config.training
-    train = prepare_train(data.train, data.train_copies, data.mean, data.std, device, segment_frames)
-    valid = prepare_split(data.valid, data.mean, data.std, device, segment_frames) if validate else None
+    shortest, silence = config.min_frames, data.silence
+    train = prepare_train(data.train, data.train_copies, data.mean, data.std, device, shortest, silence)
+    valid = prepare_split(data.valid, data.mean, data.std, device, shortest, silence=silence) if validate else None
     # The remainder of the shuffled crops (< one batch) is left out, a different one each epoch:
     # a last batch of one would break batch normalisation.
     steps_per_epoch = max(1, len(train) * training.segments_per_clip // training.batch_size)
@@ -260,8 +269,15 @@ def _train_epoch(
 def epoch_crops(run: Run, progress: Progress) -> tuple[torch.Tensor, torch.Tensor]:
     """The epoch's shuffled random crops of the training clips, (row, start frame) beside them."""
     training = run.config.training
+    train = run.train
     clips, starts = random_crops(
-        run.train.lengths, run.segment_frames, training.segments_per_clip, progress.generator, run.train.variants
+        train.lengths,
+        run.segment_frames,
+        training.segments_per_clip,
+        progress.generator,
+        train.variants,
+        training.batch_size,
+        train.min_frames,
     )
     home = run.train.frames.device
     return to_device(clips, home), to_device(starts, home)
@@ -273,7 +289,8 @@ def training_batch(
     """Batch `batch` of the epoch's shuffled crops, augmented, with one-hot (soft) targets."""
     size = run.config.training.batch_size
     chosen = slice(batch * size, (batch + 1) * size)
-    x = gather(run.train, clips[chosen], starts[chosen], run.segment_frames)
+    frames = batch_frames(run.train.lengths, clips[chosen], run.segment_frames, run.train.min_frames)
+    x = gather(run.train, clips[chosen], starts[chosen], frames)
     labels = to_device(run.train.labels[clips[chosen]], run.device)
     targets = F.one_hot(labels, num_classes=run.n_classes).float()
     return augment_batch(x, targets, run.config.augment, run.gain_per_db, progress.generator, progress.rng)

@@ -54,8 +54,11 @@ class SavedModel:
         """(classes,) probabilities of one clip from its stored features (bins, frames): cut into the
         segments validation and test use, their probabilities averaged."""
         clip = SplitArrays.of_clips([features], labels=[NO_LABEL], clip_ids=[""])
-        segment_frames = self.config.segment_frames
-        prepared = prepare_split(clip, self.mean, self.std, torch.device("cpu"), segment_frames)
+        from features.compute import silence_frame  # librosa: loaded where a clip is predicted
+
+        segment_frames, silence = self.config.segment_frames, silence_frame(self.setting)
+        cpu = torch.device("cpu")
+        prepared = prepare_split(clip, self.mean, self.std, cpu, self.config.min_frames, silence=silence)
         return predict_clips(self.model, prepared, segment_frames, self.config.training.eval_overlap)[0]
 
 

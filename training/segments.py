@@ -48,6 +48,12 @@ class DeviceSplit:
     # Frames as stored, with augmented copies: the copies' frames, where rows from `len(self)` on
     # are, kept apart from the originals' rather than copied next to them.
     copies: torch.Tensor | None = None
+    # The fewest frames a segment has (the network's smallest input): a clip shorter than that is
+    # padded up to it with `padding`; a longer one shorter than a segment is a segment of its own.
+    min_frames: int = 1
+    # (bins,) float32 normalised: what a padded frame holds, a silent frame in the feature's own
+    # domain (`features.compute.silence_frame`); None: 0, the training mean.
+    padding: torch.Tensor | None = None
 
     def __len__(self) -> int:
         """Clips, not counting augmented copies."""
@@ -89,6 +95,20 @@ def shared_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
+def segment_lengths(lengths: np.ndarray, segment_frames: int, min_frames: int) -> np.ndarray:
+    """Frames of each clip's segments: `segment_frames`, or the whole clip when it is shorter (a
+    short clip is its own segment, so no padding tells its length), never under `min_frames`
+    (the network's smallest input: only a clip shorter than that is padded, with silence)."""
+    return np.clip(np.asarray(lengths, dtype=np.int64), min_frames, max(min_frames, segment_frames))
+
+
+def normalised_padding(silence: np.ndarray | None, mean: np.ndarray, std: np.ndarray) -> torch.Tensor | None:
+    """The raw `silence` frame (bins,) normalised as every frame is; None stays None (0: the mean)."""
+    if silence is None:
+        return None
+    return torch.as_tensor((silence.astype(np.float32) - mean) / np.maximum(std, STD_FLOOR), dtype=torch.float32)
+
+
 def prepared_bytes(split: SplitArrays, min_frames: int) -> int:
     """Bytes of `split` once normalised: float32 frames, each clip padded to `min_frames`."""
     return 4 * split.n_bins * int(np.maximum(split.lengths.astype(np.int64), min_frames).sum())
@@ -101,23 +121,30 @@ def prepare_split(
     device: torch.device,
     min_frames: int,
     home: torch.device | None = None,
+    silence: np.ndarray | None = None,
 ) -> DeviceSplit:
     """`split` ready for `gather` to deliver batches of it to `device`, normalised per bin with the
     train statistics: once and for all when it is kept on a GPU (`home`, default: on `device` when
     it fits, see `data_home`), else batch by batch from its frames as stored (`stored_split`).
 
-    A clip shorter than `min_frames` (a segment) is padded up to that length, so it can still be
-    cropped. The padding is 0 after normalisation, i.e. the training mean of each bin: a neutral
-    "average frame" whatever the feature kind, rather than raw zeros, which would normalise to
-    -mean/std, a strong artificial pattern (and for dB features not even silence).
+    A clip shorter than `min_frames` (the network's smallest input) is padded up to that length
+    with the raw `silence` frame (bins,), the feature of a silent signal: padding then looks the same
+    in every class, as a quiet recording would. None pads with the training mean (0 normalised).
     """
     home = data_home(device, prepared_bytes(split, min_frames)) if home is None else home
     if home.type == "cpu":
-        return stored_split(split, mean, std, device)
-    return normalised_split(split, mean, std, device, min_frames, home)
+        return stored_split(split, mean, std, device, min_frames, silence)
+    return normalised_split(split, mean, std, device, min_frames, home, silence)
 
 
-def stored_split(split: SplitArrays, mean: np.ndarray, std: np.ndarray, device: torch.device) -> DeviceSplit:
+def stored_split(
+    split: SplitArrays,
+    mean: np.ndarray,
+    std: np.ndarray,
+    device: torch.device,
+    min_frames: int = 1,
+    silence: np.ndarray | None = None,
+) -> DeviceSplit:
     """`split` over its frames as stored, shared, not copied; `gather` crops, pads and normalises
     each batch, and delivers it to `device`."""
     return DeviceSplit(
@@ -130,13 +157,22 @@ def stored_split(split: SplitArrays, mean: np.ndarray, std: np.ndarray, device: 
             torch.as_tensor(mean, dtype=torch.float32),
             torch.as_tensor(std, dtype=torch.float32).clamp_min(STD_FLOOR),
         ),
+        min_frames=min_frames,
+        padding=normalised_padding(silence, mean, std),
     )
 
 
 def normalised_split(
-    split: SplitArrays, mean: np.ndarray, std: np.ndarray, device: torch.device, min_frames: int, home: torch.device
+    split: SplitArrays,
+    mean: np.ndarray,
+    std: np.ndarray,
+    device: torch.device,
+    min_frames: int,
+    home: torch.device,
+    silence: np.ndarray | None = None,
 ) -> DeviceSplit:
     """`split` normalised once into float32 frames at `home`, each clip padded to `min_frames`."""
+    padding = normalised_padding(silence, mean, std)
     spans = np.maximum(split.lengths.astype(np.int64), min_frames)
     offsets = np.cumsum(spans) - spans
     values = shared_tensor(split.features).to(home).float()  # (frames, bins)
@@ -145,6 +181,8 @@ def normalised_split(
     if (spans != split.lengths).any():  # short clips: place every clip's frames after its padded predecessors
         destination = np.repeat(offsets - split.offsets, split.lengths) + np.arange(len(split.features))
         padded = values.new_zeros((int(spans.sum()), split.n_bins))
+        if padding is not None:
+            padded.copy_(padding.to(home).expand_as(padded))
         values = padded.index_copy_(0, torch.as_tensor(destination, device=home), values)
     return DeviceSplit(
         frames=values,
@@ -152,6 +190,8 @@ def normalised_split(
         lengths=np.asarray(split.lengths, dtype=np.int64),
         labels=torch.as_tensor(split.labels, dtype=torch.int64, device=home),
         batch_device=device,
+        min_frames=min_frames,
+        padding=None if padding is None else padding.to(home),
     )
 
 
@@ -177,6 +217,8 @@ def with_copies(originals: DeviceSplit, copies: DeviceSplit, source: np.ndarray)
         batch_device=originals.batch_device,
         stats=originals.stats,
         copies=copy_frames,
+        min_frames=originals.min_frames,
+        padding=originals.padding,
     )
 
 
@@ -187,14 +229,16 @@ def prepare_train(
     std: np.ndarray,
     device: torch.device,
     min_frames: int,
+    silence: np.ndarray | None = None,
 ) -> DeviceSplit:
     """The train split for `device`, with its augmented copies when the store has them, all kept
     in one place (`data_home`)."""
     if copies is None or len(copies) == 0:
-        return prepare_split(split, mean, std, device, min_frames)
+        return prepare_split(split, mean, std, device, min_frames, silence=silence)
     home = data_home(device, prepared_bytes(split, min_frames) + prepared_bytes(copies.arrays, min_frames))
-    originals = prepare_split(split, mean, std, device, min_frames, home)
-    return with_copies(originals, prepare_split(copies.arrays, mean, std, device, min_frames, home), copies.source)
+    originals = prepare_split(split, mean, std, device, min_frames, home, silence)
+    copied = prepare_split(copies.arrays, mean, std, device, min_frames, home, silence)
+    return with_copies(originals, copied, copies.source)
 
 
 def random_crops(
@@ -203,30 +247,70 @@ def random_crops(
     per_clip: int,
     generator: torch.Generator,
     variants: np.ndarray | None = None,
+    batch_size: int | None = None,
+    min_frames: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`per_clip` random segments of each clip, shuffled: (row, start frame), on the CPU.
 
     With `variants` (a clip's row and its augmented copies' rows), each segment comes from one of
     them chosen at random, so copies add variety without lengthening the epoch. A start is uniform
-    over the positions that keep the segment inside the row's valid frames; a clip shorter than a
-    segment starts at 0 and the rest of the segment is padding. Drawing on the CPU with one
-    generator makes the crops the same on every device.
+    over the positions that keep the segment inside the row's valid frames. Drawing on the CPU with
+    one generator makes the crops the same on every device.
+
+    Clips shorter than a segment are their own segments (`segment_lengths`); given `batch_size`,
+    the crops then come in batches of clips of about the same length (`bucketed`), every segment
+    of batch b `batch_frames(...)` long, and the crops that fill no whole batch are left out.
     """
     clips = torch.arange(len(lengths) if variants is None else len(variants)).repeat(per_clip)
     if variants is not None:
         choice = torch.randint(variants.shape[1], (len(clips),), generator=generator)
         clips = torch.as_tensor(variants)[clips, choice]
-    room = torch.as_tensor(np.maximum(lengths - segment_frames, 0))[clips] + 1
-    starts = (torch.rand(len(clips), generator=generator, dtype=torch.float64) * room).long()
+    where = torch.rand(len(clips), generator=generator, dtype=torch.float64)  # in [0, 1): a start's place
     order = torch.randperm(len(clips), generator=generator)
-    return clips[order], starts[order]
+    clips, where = clips[order], where[order]
+    frames = torch.full((len(clips),), segment_frames)
+    if batch_size is not None and bool((np.asarray(lengths) < segment_frames).any()):
+        clips, where, frames = bucketed(lengths, clips, where, segment_frames, min_frames, batch_size, generator)
+    room = (torch.as_tensor(np.asarray(lengths, dtype=np.int64))[clips] - frames).clamp_min(0) + 1
+    return clips, (where * room).long()
+
+
+def bucketed(
+    lengths: np.ndarray,
+    clips: torch.Tensor,
+    where: torch.Tensor,
+    segment_frames: int,
+    min_frames: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shuffled crops regrouped into whole batches of clips of about the same length, the batches in
+    random order, with each crop's segment length: its batch's shortest. A batch of one length
+    needs no padding, and a batch mixing a 0.2 s word with 1 s ones would cut them all to 0.2 s."""
+    n_batches = max(len(clips) // batch_size, 1)
+    keep = min(len(clips), n_batches * batch_size)  # dropping the shuffled order's tail drops a random few
+    own = segment_lengths(np.asarray(lengths)[clips[:keep].numpy()], segment_frames, min_frames)
+    by_length = np.argsort(own, kind="stable")  # ties keep their shuffled order
+    batches = torch.randperm(n_batches, generator=generator).numpy()
+    index = (batches[:, None] * batch_size + np.arange(batch_size)).reshape(-1)
+    index = index[index < keep]  # positions in length order, batch after batch
+    shortest = own[by_length][index // batch_size * batch_size]  # the first of each batch in length order
+    chosen = torch.as_tensor(by_length[index])
+    return clips[chosen], where[chosen], torch.as_tensor(shortest)
+
+
+def batch_frames(lengths: np.ndarray, rows: torch.Tensor, segment_frames: int, min_frames: int) -> int:
+    """Frames of the segments of a batch of `rows`: a segment, or its shortest clip's whole length
+    when that is shorter (`segment_lengths`): so that no crop of the batch runs past its clip."""
+    return int(segment_lengths(np.asarray(lengths)[rows.cpu().numpy()], segment_frames, min_frames).min())
 
 
 def eval_segments(lengths: np.ndarray, segment_frames: int, overlap: float) -> tuple[np.ndarray, np.ndarray]:
     """Segments covering each whole clip: (clip index, start frame), clip by clip.
 
     Consecutive segments share `overlap` of their frames; the last one is aligned to the clip's
-    end so no frame is left out; a clip shorter than a segment gives one (padded) segment.
+    end so no frame is left out; a clip shorter than a segment gives one segment, the whole clip
+    (its frames: `segment_lengths`).
     """
     hop = max(1, round(segment_frames * (1.0 - overlap)))
     clips, starts = [], []
@@ -264,7 +348,7 @@ def _crop_stored(
     split: DeviceSplit, frames: torch.Tensor, clips: torch.Tensor, starts: torch.Tensor, segment_frames: int
 ) -> torch.Tensor:
     """Segments of rows `clips` from `frames` as stored, normalised with the same float32 operations
-    as `normalised_split` (so to the same values); past a clip's end 0, as its padding there.
+    as `normalised_split` (so to the same values); past a clip's end its padding, as there.
 
     `index_select` of whole frames (contiguous rows of bins), then the models' layout while still
     in 16 bits (half the bytes to move), then float32 for the batch alone."""
@@ -276,5 +360,8 @@ def _crop_stored(
     batch = batch.transpose(1, 2).contiguous().float().sub_(mean[:, None]).div_(std[:, None])  # (batch, bins, frames)
     padding = positions >= torch.from_numpy(split.lengths)[clips][:, None]
     if padding.any():
-        batch.masked_fill_(padding[:, None, :], 0.0)
+        if split.padding is None:
+            batch.masked_fill_(padding[:, None, :], 0.0)
+        else:
+            batch = torch.where(padding[:, None, :], split.padding[None, :, None], batch)
     return batch

@@ -113,7 +113,8 @@ def homework_epoch(config: TrialConfig, data: FitData, files: list[Path]) -> tup
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-    evaluate_clips(model, data.valid, data.mean, data.std, config.segment_frames, config.training.eval_overlap)
+    frames, overlap = config.segment_frames, config.training.eval_overlap
+    evaluate_clips(model, data.valid, data.mean, data.std, frames, overlap, min_frames=config.min_frames)
     return time.perf_counter() - started, waiting
 
 
