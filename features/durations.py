@@ -1,6 +1,6 @@
 """Clip durations against the segment lengths a search may choose, before any feature is built:
-a clip shorter than a segment is padded (training.segments), which is harmless for a few clips and
-useless when every clip is much shorter than every segment (spoken words against 3 s segments)."""
+a clip shorter than a segment is a segment of its own, taken whole (training.segments), and a
+search whose every segment choice is longer than every clip is told that the choice changes nothing."""
 
 from __future__ import annotations
 
@@ -9,33 +9,35 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import librosa
+import numpy as np
 import soundfile
 from tqdm import tqdm
 
-from common.errors import UserError
 from features.dataset import Clip, Dataset
 
 
 def check_segment_seconds(dataset: Dataset, segment_seconds: list[float]) -> None:
-    """Refuse segment choices longer than every train and valid clip (the test split is not read);
-    otherwise say how many clips are shorter than each choice and what happens to them."""
+    """Say how many train and valid clips (the test split is not read) are shorter than each
+    segment choice: each such clip is a segment of its own, taken whole (training.segments).
+    When every choice is longer than every clip, the choices change nothing: say so, with a
+    length that most clips exceed, for a search that should crop."""
     durations = [d for clip in (*dataset.splits["train"], *dataset.splits["valid"]) if (d := duration(clip.path))]
-    if not durations:
-        return  # nothing decodable: extraction skips and reports those files
-    longest, shortest = max(durations), min(segment_seconds)
-    if longest < shortest:
-        raise UserError(
-            f"training.segment_seconds: {shortest:g} (the shortest choice) is longer than every clip of "
-            f"{dataset.root} (the longest lasts {longest:.2f} s): every segment would be mostly padding; "
-            f"choose segment_seconds of at most {longest:.2f}"
-        )
     counts = [(seconds, sum(d < seconds for d in durations)) for seconds in sorted(set(segment_seconds))]
-    if any(count for _, count in counts):
-        shorter = ", ".join(f"{count} shorter than {seconds:g} s" for seconds, count in counts)
-        tqdm.write(
-            f"data: of {len(durations)} train and valid clips, {shorter} (the shortest lasts {min(durations):.2f} s): "
-            "such a clip is padded to a segment with the training mean, so a segment holds all of it"
+    if not any(count for _, count in counts):
+        return  # nothing decodable (extraction skips and reports those files), or no clip is short
+    shorter = ", ".join(f"{count} shorter than {seconds:g} s" for seconds, count in counts)
+    line = (
+        f"data: of {len(durations)} train and valid clips, {shorter} (median {np.median(durations):.2f} s, "
+        f"shortest {min(durations):.2f} s): a clip shorter than a segment is one segment, taken whole"
+    )
+    if max(durations) < min(segment_seconds):
+        most = float(np.quantile(durations, 0.1))
+        line += (
+            f"; every training.segment_seconds choice is longer than every clip (the longest lasts "
+            f"{max(durations):.2f} s), so it changes nothing here: to crop, choose at most {most:.2f} "
+            "(9 clips in 10 are longer)"
         )
+    tqdm.write(line)
 
 
 def expected_frames(clips: Sequence[Clip], sample_rate: int, hop_length: int) -> list[int]:

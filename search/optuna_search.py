@@ -58,8 +58,8 @@ def sampler(search: SearchSettings) -> optuna.samplers.BaseSampler:
 
 
 def first_trials(space: Space) -> list[tuple[str, dict[str, Any]]]:
-    """search.first_trials as (label, Optuna's params)."""
-    return list(zip(space.first_trial_labels(), space.first_trial_params(), strict=True))
+    """search.first_trials that fit the space, as (label, Optuna's params)."""
+    return space.first_trials()
 
 
 def first_trial_label(config: dict[str, Any], first: list[tuple[str, dict[str, Any]]]) -> str | None:

@@ -163,6 +163,8 @@ def _located(request: SearchRequest, space: Space | None) -> experiments.Experim
 def _new_dataset(request: SearchRequest, space: Space) -> Dataset:
     dataset = open_dataset(request.data, request.data_options)
     check_segment_seconds(dataset, _segment_seconds(space))
+    for line in space.dropped_first_trials():
+        print(line, flush=True)
     return dataset
 
 

@@ -61,31 +61,40 @@ class Space:
         return {name: value for section in self.sections.values() for name, value in section.parameters().items()}
 
     def first_trial_params(self) -> list[dict[str, Any]]:
-        """search.first_trials as Optuna's enqueued params, each checked against the space."""
+        """search.first_trials that fit the space, as Optuna's enqueued params (`first_trials`)."""
+        return [params for _, params in self.first_trials()]
+
+    def first_trial_labels(self) -> list[str]:
+        """Each first trial's name for people (its `label`, else `first-<n>`), of those that fit."""
+        return [label for label, _ in self.first_trials()]
+
+    def first_trials(self) -> list[tuple[str, dict[str, Any]]]:
+        """search.first_trials as (label, Optuna's params), leaving out any whose values the space
+        does not offer (an edited choice list): `dropped_first_trials` says which and why."""
+        return [point for point in self._first_trials() if isinstance(point, tuple)]
+
+    def dropped_first_trials(self) -> list[str]:
+        """One line per first trial left out because the space no longer offers its values."""
+        return [point for point in self._first_trials() if isinstance(point, str)]
+
+    def _first_trials(self) -> list[tuple[str, dict[str, Any]] | str]:
         parameters = self.parameters()
-        searched = f"is not a searched parameter (searched: {', '.join(parameters)})"
-        points = []
+        points: list[tuple[str, dict[str, Any]] | str] = []
         for index, point in enumerate(self.search.first_trials):
             where = f"search.first_trials[{index}]"
             require(isinstance(point, dict) and point, where, point, "must be a mapping of searched parameters")
-            for name in point:
-                require(name in parameters or name == LABEL, where, name, searched)
-            label = str(point.get(LABEL, "first"))
+            label = str(point.get(LABEL, f"first-{index + 1}"))
             require(
                 re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", label) is not None,
                 f"{where}.{LABEL}",
                 label,
                 "must be letters, digits, dots and dashes (it names the trial's folder)",
             )
-            fixed = {
-                name: parameters[name].fixed(value, f"{where}.{name}") for name, value in point.items() if name != LABEL
-            }
-            points.append(fixed)
+            try:
+                points.append((label, _fixed_point(point, parameters, where)))
+            except UserError as err:
+                points.append(f"first trial {label} left out: {err}")
         return points
-
-    def first_trial_labels(self) -> list[str]:
-        """Each first trial's name for people (its `label`, else `first-<n>`), in order."""
-        return [str(point.get(LABEL, f"first-{n}")) for n, point in enumerate(self.search.first_trials, start=1)]
 
     def feature_settings(self) -> list[FeatureSetting]:
         """Every feature setting a trial can get: one store each."""
@@ -115,6 +124,14 @@ class Space:
         except UserError as err:
             flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in given.items())
             raise UserError(f"{self.path} with {flags}: {err}") from err
+
+
+def _fixed_point(point: dict[str, Any], parameters: dict[str, Distribution], where: str) -> dict[str, Any]:
+    """A first trial's values as Optuna stores them; `UserError` for one the space cannot draw."""
+    searched = f"is not a searched parameter (searched: {', '.join(parameters)})"
+    for name in point:
+        require(name in parameters or name == LABEL, where, name, searched)
+    return {name: parameters[name].fixed(value, f"{where}.{name}") for name, value in point.items() if name != LABEL}
 
 
 def parse_space(raw: dict[str, Any], path: Path, plugins_dir: Path | None = None) -> Space:

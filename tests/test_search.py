@@ -7,7 +7,6 @@ import dataclasses
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -39,7 +38,7 @@ from tests.conftest import make_layout, wait_for, write_tone_clip
 
 REPO = Path(__file__).resolve().parent.parent
 # reuse_workers: a trial runs in a finished trial's worker process, seconds less per trial than a new
-# process importing torch (only the dashboard's worker names, tested in test_watch, need new ones).
+# process importing torch (only the dashboard's worker names, tested in test_watch_live, need new ones).
 TINY_SPACE = """
 features: {kind: mel, mel: {n_bins: 32}FEATURES}
 model: {arch: cnn2d, cnn2d: {depth: 2, channels: {choice: [4, 8]}, dropout: {uniform: [0.0, 0.3]}}}
@@ -200,7 +199,8 @@ def test_searcher_random_is_optunas_random_sampler_on_the_same_space() -> None:
 
 def test_first_trials_run_first_with_their_values_and_the_rest_drawn(tmp_path: Path) -> None:
     """search.first_trials: the searcher's first configs carry the given values (the others drawn
-    from the space), then TPE goes on; a name or value the space cannot draw is one line naming it."""
+    from the space), then TPE goes on; a first trial with a name or value the space cannot draw
+    (choices edited since) is left out, with one line naming it, the key and why."""
     raw = yaml.safe_load((SPACES_DIR / "cnn2d.yaml").read_text())
     raw["search"]["first_trials"] = [
         {"optimizer.name": "sgd", "optimizer.lr": 0.01, "optimizer.sgd.momentum": 0.9, "training.segment_seconds": 3.0}
@@ -218,9 +218,11 @@ def test_first_trials_run_first_with_their_values_and_the_rest_drawn(tmp_path: P
         ({"model.cnn2d.channels": 12}, "search.first_trials[0].model.cnn2d.channels: 12 is not one of the choices"),
         ({"training.batch_size": 16}, "search.first_trials[0]: 'training.batch_size' is not a searched"),
     ]:
-        raw["search"]["first_trials"] = [point]
-        with pytest.raises(UserError, match=re.escape(message)):
-            parse_space(raw, tmp_path / "first.yaml")
+        raw["search"]["first_trials"] = [point, {"label": "kept", "optimizer.lr": 0.01}]
+        space = parse_space(raw, tmp_path / "first.yaml")
+        assert space.first_trial_labels() == ["kept"]
+        (dropped,) = space.dropped_first_trials()
+        assert dropped.startswith(f"first trial first-1 left out: {message}")
 
 
 def test_tpe_options_reach_the_sampler_and_draw_the_conditional_space() -> None:
