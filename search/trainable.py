@@ -1,9 +1,11 @@
 """The Ray Tune trainable: a thin wrapper that runs `training.fit()` on one trial's config and
 reports every epoch, with a checkpoint, through `ray.tune.report`, and to the search's metrics
-(search.metrics). Its worker shows the trial's name as its repr on the dashboard's Actors page."""
+(search.metrics). Its worker shows its first trial's name as its repr on the dashboard's Actors
+page, and each trial's start in its log."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from training import TrainingState, TrialConfig, fit
 from training.config import trial_config
 
 STATE_FILE = "state.pt"
+_TRIALS_HERE: list[str] = []  # the trials this worker process has run, in order (search.reuse_workers)
 NODE_ID = "node_id"  # the metric naming the Ray node that ran the epoch
 
 
@@ -69,6 +72,7 @@ def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef], experiment:
             resume = TrainingState.load(Path(folder) / STATE_FILE)
 
     trial_name = tune.get_context().get_trial_name()
+    _log_trial_start(trial_name)
     crops_per_epoch = len(data.train) * trial.training.segments_per_clip
 
     # Which Ray node ran each epoch (Tune's own node_ip is the same for every node of one machine).
@@ -85,6 +89,14 @@ def _train(config: dict[str, Any], stores: dict[str, ray.ObjectRef], experiment:
         fit(trial, data, report, resume=resume)
     finally:
         trial_ended()
+
+
+def _log_trial_start(trial_name: str) -> None:
+    """One line in this worker's log (the dashboard's Actors page links it) per trial it runs: a
+    reused worker keeps its first trial's name as its repr, its log says which trial runs now."""
+    _TRIALS_HERE.append(trial_name)
+    earlier = f" after {', '.join(_TRIALS_HERE[:-1])}" if len(_TRIALS_HERE) > 1 else ""
+    print(f"trial {trial_name} starts in worker pid {os.getpid()}{earlier}", flush=True)
 
 
 name_workers_after_trials(train_trial)  # each worker's repr on the dashboard: its trial's name

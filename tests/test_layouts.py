@@ -478,14 +478,15 @@ def test_search_and_report_use_the_made_split(tmp_path: Path, monkeypatch: pytes
     from features.store import FeatureStore as Store
 
     root = tmp_path / "sounds"
-    make_class_folders(root, CLASSES, per_class=8, seconds=2.0)
+    make_class_folders(root, CLASSES, per_class=4, seconds=2.0)
     space = tmp_path / "tiny.yaml"
+    # One trial of one epoch: what is checked is which split the search and the report use.
     space.write_text(
         "features: {kind: mel, mel: {n_bins: 32}}\n"
         "model: {arch: cnn1d, cnn1d: {depth: 2, channels: 4, dropout: 0.0}}\n"
         "optimizer: {name: adam, lr: {loguniform: [3.0e-3, 3.0e-2]}}\nschedule: {name: none}\n"
         "training: {segment_seconds: 1.0, segments_per_clip: 2, batch_size: 4}\n"
-        "search: {num_samples: 2, max_epochs: 2, grace_period: 1, reduction_factor: 2}\n"
+        "search: {num_samples: 1, max_epochs: 1, grace_period: 1, reduction_factor: 2}\n"
     )
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     options = DataOptions(split="0.5,0.25,0.25", split_seed=3)

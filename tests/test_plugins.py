@@ -19,6 +19,7 @@ import pytest
 import ray
 import torch
 
+import predict
 from common import experiment as experiments
 from common.errors import UserError
 from features.dataset import load_dataset
@@ -63,7 +64,7 @@ model: {arch: NAME, NAME: MODEL_PARAMS}
 optimizer: {name: adam, lr: {loguniform: [3.0e-3, 3.0e-2]}}
 schedule: {name: none}
 training: {segment_seconds: 1.0, segments_per_clip: 2, batch_size: 4}
-search: {num_samples: 2, max_epochs: 2, grace_period: 1, reduction_factor: 2, cpus_per_trial: 1}
+search: {num_samples: 1, max_epochs: 1, grace_period: 1, reduction_factor: 2, cpus_per_trial: 1}
 """
 
 
@@ -246,10 +247,13 @@ def load_model_for(config: TrialConfig, path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_plugin_model_searched_reported_and_predicted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real 2-trial search through Ray of a space naming a plugin, a report (1 seed) and a
+def test_plugin_model_searched_reported_and_predicted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A real one-trial search through Ray of a space naming a plugin, a report (1 seed) and a
     prediction, each command a fresh process loading the plugin from the recorded file. The plugin
-    logs where each process imported it from: Ray's workers use the runtime environment's copy."""
+    logs where each process imported it from: Ray's workers use the runtime environment's copy.
+    Then predict.py's main, here, refuses the plugin file once edited."""
     data = tmp_path / "data"
     make_layout(data, genres=("a", "b", "c"), per_split=(4, 2, 2), seconds=2.0)
     imports = tmp_path / "imports.log"
@@ -263,7 +267,7 @@ def test_plugin_model_searched_reported_and_predicted(tmp_path: Path, monkeypatc
     finally:
         ray.shutdown()
     board = (outcome.local_dir / "leaderboard.csv").read_text().splitlines()
-    assert len(board) == 3 and ",error," not in "".join(board)
+    assert len(board) == 2 and ",error," not in "".join(board)  # its heading and the trial
     plugin = tmp_path / "plugins" / "mine.py"
     metadata = json.loads((outcome.local_dir / "experiment.json").read_text())
     assert metadata["plugins"] == [{"file": str(plugin), "sha256": file_sha256(plugin)}]
@@ -282,5 +286,8 @@ def test_plugin_model_searched_reported_and_predicted(tmp_path: Path, monkeypatc
     predicted = run("predict.py", str(model), str(clip), "--plugin", str(plugin))
     assert predicted.returncode == 0 and predicted.stdout.startswith(f"{clip}: "), predicted.stderr[-3000:]
     plugin.write_text(plugin.read_text() + "\n# edited\n")
-    refused = run("predict.py", str(model), str(clip), "--plugin", str(plugin))
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "plugin file has sha256" in refused.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        predict.main([str(model), str(clip), "--plugin", str(plugin)])
+    stderr = capsys.readouterr().err
+    assert refused.value.code == 2 and stderr.count("\n") == 1 and "plugin file has sha256" in stderr

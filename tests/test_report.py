@@ -4,6 +4,8 @@ report and never by the search, and bad input failing with one line and exit cod
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -33,35 +35,63 @@ REPO = Path(__file__).resolve().parent.parent
 GENRES = ("a", "b", "c")  # make_layout gives genre i a tone of 220 * (i + 1) Hz: easy to learn
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # reuse_workers: a trial runs in a finished trial's worker process, seconds less per trial than a new
-# process importing torch (only the dashboard's worker names, tested in test_watch, need new ones).
+# process importing torch (only the dashboard's worker names, tested in test_watch_live, need new ones).
 SPACE = """
 features: {kind: mel, mel: {n_bins: 32}}
 model: {arch: cnn1d, cnn1d: {depth: 2, channels: {choice: [4, 8]}, dropout: 0.0}}
 optimizer: {name: adam, lr: {loguniform: [3.0e-3, 3.0e-2]}}
 schedule: {name: none}
 training: {segment_seconds: 1.0, segments_per_clip: 4, batch_size: 4}
-search: {num_samples: 3, max_epochs: 5, grace_period: 2, reduction_factor: 2, reuse_workers: true}
+search: {num_samples: 3, max_epochs: 3, grace_period: 1, reduction_factor: 2, reuse_workers: true}
 """
+MAX_EPOCHS = 3
 # Every Python process of a command (Ray's trial workers included: they inherit the environment)
-# loads this, records that it started, and records each split any FeatureStore reads.
+# loads this, records that it started, and records each split any FeatureStore reads: once a
+# process imports features.store, its FeatureStore is wrapped (Ray's own processes, which never
+# import it, do not pay for importing it).
 RECORDER = """
 import os
+import sys
+
+
+def _record(line):
+    with open(os.environ["SPLIT_LOG"], "a") as log:
+        log.write(f"{line}\\n")
+
+
+def _wrap(store):
+    load_split = store.FeatureStore.load_split
+
+    def recorded(self, split):
+        _record(f"split {os.getpid()} {split}")
+        return load_split(self, split)
+
+    store.FeatureStore.load_split = recorded
+
+
+class _WrapOnImport:
+    def find_spec(self, name, path, target=None):
+        if name != "features.store":
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                execute(module)
+                _wrap(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
 if os.environ.get("SPLIT_LOG"):
     try:
         with open("/proc/self/cmdline", "rb") as f:
-            command = f.read().replace(b"\\0", b" ").decode(errors="replace")
-        with open(os.environ["SPLIT_LOG"], "a") as log:
-            log.write(f"start {os.getpid()} {command}\\n")
-        import features.store as _store
-
-        _load_split = _store.FeatureStore.load_split
-
-        def _recorded(self, split):
-            with open(os.environ["SPLIT_LOG"], "a") as log:
-                log.write(f"split {os.getpid()} {split}\\n")
-            return _load_split(self, split)
-
-        _store.FeatureStore.load_split = _recorded
+            _record("start " + str(os.getpid()) + " " + f.read().replace(b"\\0", b" ").decode(errors="replace"))
+        sys.meta_path.insert(0, _WrapOnImport())
     except Exception:
         pass
 """
@@ -73,8 +103,10 @@ def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproces
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A finished 3-trial search and its report (2 seeds, with --merge-train-valid), each made by
-    a subprocess whose every process records the feature-store splits it reads."""
+    """A finished 3-trial search, made by a subprocess whose every process (Ray's workers included)
+    records the feature-store splits it reads, and its report (2 seeds, with --merge-train-valid),
+    made by report.py's main in this process, recording the same way (a process it started would
+    record too: the environment is the same)."""
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("report")
     make_layout(base / "data", genres=GENRES, per_split=(4, 2, 2), seconds=3.0)
@@ -94,12 +126,26 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert searched.returncode == 0, searched.stderr[-3000:]
     experiment = storage / "tiny"
     _fake_baseline_sibling(experiment)
-    reported = run(
-        ["report.py", "--experiment", "tiny", "--storage", str(storage), "--seeds", "2", "--merge-train-valid"],
-        {**env, "SPLIT_LOG": str(base / "report.log")},
-    )
-    assert reported.returncode == 0, reported.stderr[-3000:]
-    return {"base": base, "env": env, "storage": storage, "experiment": experiment, "stdout": reported.stdout}
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        for name in ("GENRE_SEARCH_CACHE", "PYTHONPATH"):
+            patch.setenv(name, env[name])
+        patch.setenv("SPLIT_LOG", str(base / "report.log"))
+        _record_splits(patch, base / "report.log")
+        report.main(["--experiment", "tiny", "--storage", str(storage), "--seeds", "2", "--merge-train-valid"])
+    return {"base": base, "env": env, "storage": storage, "experiment": experiment, "stdout": printed.getvalue()}
+
+
+def _record_splits(patch: pytest.MonkeyPatch, log: Path) -> None:
+    """In this process, the recorder's lines for each split a FeatureStore reads (RECORDER)."""
+    load_split = FeatureStore.load_split
+
+    def recorded(self: FeatureStore, split: str):
+        with open(log, "a") as file:
+            file.write(f"split {os.getpid()} {split}\n")
+        return load_split(self, split)
+
+    patch.setattr(FeatureStore, "load_split", recorded)
 
 
 def _fake_baseline_sibling(experiment: Path) -> None:
@@ -151,7 +197,7 @@ def test_report_md_has_both_accuracies_and_real_pictures(search: dict) -> None:
         assert matplotlib.image.imread(out / name).shape[0] > 100
     numbers = json.loads((out / "report.json").read_text())
     assert len(numbers["test"]["seeds"]) == 2 and all(0.0 <= v <= 1.0 for v in numbers["test"]["seeds"])
-    assert numbers["search"]["trials"] == 3 and numbers["search"]["epochs_run"] <= 15
+    assert numbers["search"]["trials"] == 3 and numbers["search"]["epochs_run"] <= 3 * MAX_EPOCHS
 
 
 @pytest.mark.slow
@@ -177,7 +223,7 @@ def test_intervals_are_in_report_md_and_report_json(search: dict) -> None:
 def test_best_trial_is_best_over_all_epochs(search: dict) -> None:
     import pandas as pd
 
-    trials = load_trials(search["experiment"], max_epochs=5)
+    trials = load_trials(search["experiment"], max_epochs=MAX_EPOCHS)
     best = best_trial(trials, search["experiment"])
     rows = []
     for progress in search["experiment"].glob("*/progress.csv"):

@@ -5,21 +5,29 @@ never unpickle anything."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import pickle
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
 
+import report
 from common.trials import METRIC, ROW_COLUMNS, TrialRecord, epoch_history, trial_rows
 from reporting.trials import load_trials
+from search.runner import SearchRequest, run_search
 from tests.conftest import make_layout
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +38,7 @@ MAX_EPOCHS = 2
 # sampler, whatever the results). The space's networks all fit their input: the pre-flight check
 # refuses a space that could draw one that does not.
 # reuse_workers: a trial runs in a finished trial's worker process, seconds less per trial than a new
-# process importing torch (only the dashboard's worker names, tested in test_watch, need new ones).
+# process importing torch (only the dashboard's worker names, tested in test_watch_live, need new ones).
 SPACE = """
 features: {{kind: mel, mel: {{n_bins: 32}}}}
 model: {{arch: cnn1d, cnn1d: {{depth: 2, channels: 4, pool_size: 2, dropout: 0.0}}}}
@@ -46,10 +54,6 @@ SLOW = SPACE.format(
 )  # minutes per epoch
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 def search_command(base: Path, name: str, space: str) -> list[str]:
     (base / f"{name}.yaml").write_text(space)
     args = ["run_search.py", "--space", str(base / f"{name}.yaml"), "--data", str(base / "data")]
@@ -57,18 +61,29 @@ def search_command(base: Path, name: str, space: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def searches(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two real searches on tiny tone clips: 2 trials finished and 2 errored, and one whose driver
-    (with every process it started) was killed before any trial reported; and the first with its
+def searches(tmp_path_factory: pytest.TempPathFactory, ray_token_file: Path) -> dict:
+    """Two real searches on tiny tone clips, side by side: one whose driver (with every process it
+    started) is killed before any trial reported, and one of 2 trials finished and 2 errored (run
+    in this process meanwhile: what it checks needs no process of its own); and the second with its
     finished trials taken out: every trial errored (cheaper than a third search, the same files)."""
     base = tmp_path_factory.mktemp("outcomes")
     make_layout(base / "data", genres=("a", "b", "c"), per_split=(4, 2, 2), seconds=3.0)
     env = {**os.environ, "GENRE_SEARCH_CACHE": str(base / "cache"), "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}
     done = {"base": base, "env": env, "runs": base / "runs"}
-    searched = run(search_command(base, "mixed", MIXED), env)
-    assert searched.returncode == 0, searched.stderr[-3000:]
+    killed = _killed_search(base, {**env, "GENRE_SEARCH_CACHE": str(base / "cache-of-killed")})
+    (base / "mixed.yaml").write_text(MIXED)
+    mixed = SearchRequest(str(base / "mixed.yaml"), data=str(base / "data"), name="mixed", storage=str(base / "runs"))
+    with pytest.MonkeyPatch.context() as patch:  # the session's Ray token, as for every test (tests/conftest.py)
+        patch.setenv("GENRE_SEARCH_CACHE", str(base / "cache"))
+        patch.setenv("RAY_AUTH_TOKEN_PATH", str(ray_token_file))
+        try:
+            outcome = run_search(mixed)
+        finally:
+            ray.shutdown()
+    assert not outcome.stopped and (outcome.local_dir / "leaderboard.csv").is_file()
     _errored_only(base / "runs" / "mixed", base / "runs" / "failing")
-    _killed_search(base, env)
+    killed.join()
+    assert _started_and_saved(base / "runs" / "killed"), "no trial started, or Ray saved no state, before the deadline"
     return done
 
 
@@ -85,7 +100,9 @@ def _errored_only(mixed: Path, folder: Path) -> None:
     state.write_text(json.dumps(saved))
 
 
-def _killed_search(base: Path, env: dict[str, str]) -> None:
+def _killed_search(base: Path, env: dict[str, str]) -> threading.Thread:
+    """Start the search to kill (in a cache of its own: no store built by two searches at once);
+    the thread returned kills it, with every process it started, once a trial has started."""
     driver = subprocess.Popen(
         [sys.executable, *search_command(base, "killed", SLOW)],
         cwd=REPO,
@@ -97,11 +114,16 @@ def _killed_search(base: Path, env: dict[str, str]) -> None:
         start_new_session=True,  # its own process group: Ray's processes go down with the driver
     )
     folder, deadline = base / "runs" / "killed", time.time() + 240
-    while time.time() < deadline and not _started_and_saved(folder):
-        time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    assert _started_and_saved(folder), "no trial started, or Ray saved no state, before the deadline"
+
+    def kill_once_started() -> None:
+        while time.time() < deadline and not _started_and_saved(folder):
+            time.sleep(0.1)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+
+    killer = threading.Thread(target=kill_once_started, daemon=True)
+    killer.start()
+    return killer
 
 
 def _started_and_saved(folder: Path) -> bool:
@@ -122,8 +144,38 @@ def _one_line_exit_2(result: subprocess.CompletedProcess, folder: Path) -> str:
     return lines[0]
 
 
-def _report(experiment: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
-    return run(["report.py", "--experiment", str(experiment), "--seeds", "1", *extra], env)
+def _report(experiment: Path, searches: dict, *extra: str) -> subprocess.CompletedProcess:
+    """`python report.py --experiment EXPERIMENT --seeds 1 ...` as report.py's main in this process
+    (what these tests check needs no process of its own; that reporting imports neither the search
+    nor Ray is a test of its own, below): its exit code, and what it wrote to stdout and to stderr,
+    where its log records and warnings go too, as they would from the command."""
+    argv = ["--experiment", str(experiment), "--seeds", "1", *extra]
+    out, err = io.StringIO(), io.StringIO()
+    logged = logging.StreamHandler(err)
+    logged.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))  # report.main's format
+    logged.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(logged)
+    code = 0
+    try:
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(record=True) as warned,
+        ):
+            patch.setenv("GENRE_SEARCH_CACHE", searches["env"]["GENRE_SEARCH_CACHE"])
+            warnings.simplefilter("default")
+            for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=hidden)  # as Python's default filters hide them
+            try:
+                report.main(argv)
+            except SystemExit as ended:
+                code = ended.code
+    finally:
+        logging.getLogger().removeHandler(logged)
+    for each in warned:
+        err.write(warnings.formatwarning(each.message, each.category, each.filename, each.lineno))
+    return subprocess.CompletedProcess(["report.py", *argv], code, out.getvalue(), err.getvalue())
 
 
 def _shared_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +194,7 @@ def test_two_finished_two_errored_are_reported_with_the_errored_listed(searches:
         assert errors.count("Failure #") == 2  # Ray's retry happened, and trained nothing:
         assert errors.count("in _check_finite") == 1, errors  # the retry failed at once
         assert "NotRetried: not retried, its config failed: TrainingDiverged: training diverged" in errors
-    reported = _report(folder, searches["env"])
+    reported = _report(folder, searches)
     assert reported.returncode == 0, reported.stderr[-3000:]
     text = (folder / "report" / "report.md").read_text()
     errored = sorted(board.loc[board["status"] == "error", "trial"])
@@ -166,7 +218,7 @@ def test_all_errored_prints_the_trials_and_one_line(searches: dict, tmp_path: Pa
     board = summarize(ResultGrid(ExperimentAnalysis(str(folder))), tmp_path, MAX_EPOCHS)  # the search's summary
     assert "no trial finished an epoch: nothing to report" in capsys.readouterr().out
     assert list(board["status"]) == ["error", "error"]
-    reported = _report(folder, searches["env"])
+    reported = _report(folder, searches)
     assert "2 error" in _one_line_exit_2(reported, folder)
     for name in board["trial"]:
         assert any(name in line and " error " in line for line in reported.stdout.splitlines()), reported.stdout
@@ -177,7 +229,7 @@ def test_all_errored_prints_the_trials_and_one_line(searches: dict, tmp_path: Pa
 def test_killed_before_any_epoch_prints_the_trials_and_one_line(searches: dict, tmp_path: Path) -> None:
     folder = searches["runs"] / "killed"
     started = sorted(p.parent.name for p in folder.glob("*/params.json"))
-    reported = _report(folder, searches["env"])
+    reported = _report(folder, searches)
     _one_line_exit_2(reported, folder)
     for name in started:
         assert any(name in line and "interrupted" in line for line in reported.stdout.splitlines()), reported.stdout
@@ -221,7 +273,7 @@ def test_crafted_pickles_in_the_folder_never_run(searches: dict, tmp_path: Path)
     for index, path in enumerate([*folder.glob("*.pkl"), *folder.glob("*/*.pkl")]):
         path.write_bytes(pickle.dumps(Bait(markers / f"pkl-{index}-{path.name}")))  # error.pkl, params.pkl, tuner.pkl
     assert list(folder.glob("*/error.pkl")), "the errored trials' error.pkl should be among the crafted files"
-    reported = _report(folder, searches["env"], "--out", str(tmp_path / "out"))
+    reported = _report(folder, searches, "--out", str(tmp_path / "out"))
     assert sorted(p.name for p in markers.iterdir()) == []  # nothing pickled was run
     assert reported.returncode == 0, reported.stderr[-3000:]
 

@@ -1,6 +1,10 @@
 """Watching a search live: who leads and by how much under the one rule for "best", how far along
 against the epochs that can still run, why each trial ended (ASHA's rung and cutoff), the Optuna
-study as the live record, and the metrics endpoint's last values equal to the final counts."""
+study as the live record, the metrics endpoint's last values equal to the final counts; and, in the
+same search while it runs, its trials named on their workers in Ray's dashboard API (which refuses
+requests without the cluster's token) and their metrics on the node's Prometheus endpoint with trial
+tags, the terminal showing progress lines, not tables, and after it TensorBoard reading every
+trial's curves and hyperparameters."""
 
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ import pandas as pd
 import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from common import experiment as experiments
 from common import upstream
 from common.trials import METRIC, TrialRecord, leaderboard_text, rank_key, read_stops, trial_rows
 from search import metrics
@@ -288,7 +294,9 @@ def build(params, n_bins, n_classes):
 """
 # Two networks that learn the tones, then two blind ones that ASHA (rungs at epochs 1, 2, 4) cuts at
 # rung 1, below the cutoff the seeing ones set there. The first ones wait after their first epoch
-# until the test has seen it in the study (the gate file), however fast the machine.
+# until the test has seen it in the study, the dashboards and the metrics (the gate file), however
+# fast the machine. Ray's dashboard names a worker after its first trial: those two, each in a new
+# worker, are the ones looked for there.
 SPACE = """
 plugins: [probe.py]
 features: {kind: mel, mel: {n_bins: 16}}
@@ -319,7 +327,16 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> dict:
     gate = tmp_path / "gate"
     gate.touch()
     (tmp_path / "probe.py").write_text(PROBE_PLUGIN.format(gate=str(gate)))
-    env = {**os.environ, "GENRE_SEARCH_CACHE": str(tmp_path / "cache"), "RAY_metrics_report_interval_ms": "1000"}
+    token_file = tmp_path / "ray-auth-token"
+    env = {
+        **os.environ,
+        "GENRE_SEARCH_CACHE": str(tmp_path / "cache"),
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
+        "RAY_metrics_report_interval_ms": "1000",  # Ray exports metrics every 10 s by default
+        # A trial's folder (its params.json) reaches the experiment folder with Ray Tune's saves of
+        # the run, every 10 s by default: every second here.
+        "TUNE_GLOBAL_CHECKPOINT_S": "1",
+    }
     command = [
         sys.executable,
         "run_search.py",
@@ -334,14 +351,21 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> dict:
     reader = threading.Thread(target=lambda: lines.extend(search.stdout), daemon=True)
     reader.start()
     study_url = f"sqlite:///{tmp_path / 'live' / 'study.sqlite'}"
-    seen: dict = {"running_with_values": [], "pruned": {}, "scrapes": [], "dashboard_running": []}
+    seen: dict = {"running_with_values": [], "pruned": {}, "scrapes": [], "dashboard_running": [], "workers": {}}
+    gated_since = None
     try:
         while search.poll() is None:
             _look(seen, tmp_path / "live" / "study.sqlite", lines)
-            # The gate opens once the dashboard listed a running trial (or after a minute: then the
-            # test fails below, naming the dashboard), so that the look cannot miss the running trials.
-            opened_by_time = gate.exists() and gate.stat().st_mtime < time.time() - 60
-            if seen["running_with_values"] and (seen["dashboard_running"] or opened_by_time):
+            if gate.exists():
+                _look_at_workers(seen["workers"], lines, token_file, tmp_path / "live")
+            # The gate opens once optuna-dashboard listed a running trial and the look at the workers
+            # is done (or two minutes after a running trial was first seen: then the tests fail
+            # below, naming what was missing), so that the looks cannot miss the running trials.
+            if seen["running_with_values"] and gated_since is None:
+                gated_since = time.monotonic()
+            opened_by_time = gated_since is not None and time.monotonic() > gated_since + 120
+            looked = seen["dashboard_running"] and "still_scraped" in seen["workers"]
+            if seen["running_with_values"] and (looked or opened_by_time):
                 gate.unlink(missing_ok=True)
             time.sleep(1.0)
         search.wait(timeout=300)
@@ -387,6 +411,76 @@ def _look(seen: dict, study: Path, lines: list[str]) -> None:
                 seen["scrapes"].append(response.read().decode())
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
+
+
+def _look_at_workers(watch: dict, lines: list[str], token_file: Path, folder: Path) -> None:
+    """One look, while the first two trials wait at the gate, at Ray's dashboard (printed once Ray
+    started) and the search's metrics endpoint: the dashboard's API without the token (refused), the
+    trials seen running (their folders there) as the repr of a live worker, the job's name, then
+    the endpoint's text once it tags both trials' values, and again 5 s later (Ray drops a gauge not
+    recorded again within two export intervals, here 2 s, and a waiting trial records none)."""
+    dashboard, metrics_url = _printed_url(lines, "Ray dashboard: "), _printed_url(lines, "Search metrics ")
+    if dashboard is None or metrics_url is None or not token_file.is_file():
+        return
+    token = token_file.read_text().strip()
+    if "refused" not in watch:
+        watch["refused"] = _status(f"{dashboard}/logical/actors", token=None)
+    names = _trials_named_on_workers(dashboard, token, folder, watch.setdefault("named", set()))
+    if names is None:
+        return
+    if "jobs" not in watch:
+        jobs = json.loads(_get(f"{dashboard}/api/jobs/", token))
+        watch["jobs"] = [job.get("metadata", {}).get("job_name") for job in jobs]
+    if "scraped" not in watch:
+        scraped = _scraped_for(metrics_url, names)
+        if scraped:
+            watch["scraped"], watch["scraped_at"] = scraped, time.monotonic()
+    elif "still_scraped" not in watch and time.monotonic() > watch["scraped_at"] + 5:
+        watch["still_scraped"] = _scraped_for(metrics_url, names) is not None
+
+
+def _printed_url(lines: list[str], start: str) -> str | None:
+    for line in list(lines):
+        if line.startswith(start):
+            return re.search(r"http://[0-9.:]+(/metrics)?", line).group(0)
+    return None
+
+
+def _status(url: str, token: str | None) -> int:
+    try:
+        _get(url, token)
+    except urllib.error.HTTPError as err:
+        return err.code
+    return 200
+
+
+def _get(url: str, token: str | None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+        return response.read().decode()
+
+
+def _trials_named_on_workers(dashboard: str, token: str, folder: Path, seen: set[str]) -> set[str] | None:
+    """The two trials, once each was seen running (its folder there) as the repr of a live worker."""
+    running = {path.name for path in experiments.trial_folders(folder)} if folder.is_dir() else set()
+    actors = json.loads(_get(f"{dashboard}/logical/actors", token))["data"]["actors"].values()
+    seen |= running & {actor.get("reprName") for actor in actors if actor["state"] == "ALIVE"}
+    return seen if len(seen) == 2 else None
+
+
+def _scraped_for(url: str, trials: set[str]) -> str | None:
+    """The endpoint's text once it holds the validation accuracy of every trial, with its tags.
+    Ray's agent opens the endpoint after Ray has started (later on a loaded machine): not yet is None."""
+    try:
+        text = _get(url, token=None)
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, ConnectionRefusedError):
+            return None
+        raise
+    accuracy = [line for line in text.splitlines() if line.startswith("ray_genre_search_trial_valid_clip_acc{")]
+    accuracy = [line for line in accuracy if 'experiment="live"' in line]
+    tagged = all(any(f'trial="{name}"' in line for line in accuracy) for name in trials)
+    return text if tagged else None
 
 
 def _dashboard_running(lines: list[str]) -> list[dict]:
@@ -453,3 +547,35 @@ def test_the_last_scrape_holds_the_final_counts(watched: dict) -> None:
     statuses = pd.read_csv(watched["folder"] / "leaderboard.csv")["status"].str.replace(" ", "_")
     expected = Counter(statuses)
     assert last == {status: float(expected.get(status, 0)) for status in metrics.STATUSES}
+
+
+@pytest.mark.slow
+def test_a_running_search_is_visible_by_trial(watched: dict) -> None:
+    """While the first two trials waited at the gate: Ray's dashboard API refused a request without
+    the token, named each running trial on its worker and listed the job by its name; the metrics
+    endpoint tagged both trials' values and the trial counts, and kept a waiting trial's gauges.
+    The terminal showed progress lines, no table per trial; TensorBoard reads every trial's curves
+    and hyperparameters."""
+    workers, output, folder = watched["seen"]["workers"], watched["output"], watched["folder"]
+    assert workers.get("refused") in (401, 403), workers.get("refused")  # refused without the token
+    named = workers.get("named", set())
+    assert sorted(name.split("_")[0] for name in named) == ["seeing-a", "seeing-b"], named
+    assert "live" in workers.get("jobs", []), workers.get("jobs")
+    scraped = workers.get("scraped")
+    assert scraped, "the metrics endpoint never tagged both running trials' values"
+    assert "ray_genre_search_trials{" in scraped and 'status="running"' in scraped
+    assert workers.get("still_scraped"), "a waiting trial's gauges left the endpoint"
+    assert f"tensorboard --logdir {folder}" in output
+    assert "started with configuration" not in output  # no table per trial
+    done = r"4/4 done \(2 finished, 2 stopped early, 0 errored\), 0 running \| leader"
+    assert re.search(done, output), output
+    epochs = pd.read_csv(folder / "leaderboard.csv").set_index("trial")["epochs"]
+    trial_folders = experiments.trial_folders(folder)
+    assert sorted(p.name for p in trial_folders) == sorted(epochs.index)
+    for trial_folder in trial_folders:
+        (events,) = trial_folder.glob("events.out.tfevents.*")
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        assert len(accumulator.Scalars("ray/tune/valid_clip_acc")) == epochs[trial_folder.name]
+        assert "_hparams_/session_start_info" in accumulator.PluginTagToContent("hparams")
+    assert sorted(epochs) == [1, 1, 4, 4]  # two cut at rung 1, two to the end
