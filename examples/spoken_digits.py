@@ -130,22 +130,26 @@ def check_voices(espeak: str, voices: list[str], scratch: Path) -> None:
         seen[digest] = name
 
 
-def take_settings(seed: int, clip: Clip) -> tuple[int, int, int, float, int]:
+def take_settings(seed: int, clip: Clip, per_voice: bool = False) -> tuple[int, int, int, float, int]:
     """(speed in words per minute, pitch 0-99, amplitude, noise level in dBFS, noise seed), drawn from the
-    clip alone: a smaller build (fewer voices or takes) makes a subset of the same files, byte for byte."""
+    clip alone: a smaller build (fewer voices or takes) makes a subset of the same files, byte for byte.
+    `per_voice`: each voice speaks at a tempo of its own (within 8%), as people do, so that voices
+    never heard in training are also faster or slower than those that were."""
     rng = random.Random(f"{seed}/{clip.voice}/{clip.digit}/{clip.take}")  # str seeds are hashed stably
     # Mostly brisk, sometimes slow, as people read digits: clips of about 0.25-1.5 s, median about 0.55 s
     # (espeak-ng's trailing pause shrinks with speed, so speed sets the whole clip length).
     speed = round(rng.triangular(110, 280, 220))
+    if per_voice:
+        speed = round(random.Random(f"{seed}/{clip.voice}").uniform(110, 280) * rng.uniform(0.92, 1.08))
     # Amplitude at most 60 of espeak-ng's 0-200: at its default 100 some voices (steph3, klatt4, Gene) already
     # reach full scale and clip; at 60 the loudest peaks at about 0.86 of full scale.
     amplitude = rng.randint(20, 60)
     return speed, rng.randint(25, 75), amplitude, rng.uniform(-85, -65), rng.getrandbits(63)
 
 
-def render(espeak: str, out_dir: Path, clip: Clip, seed: int) -> float:
+def render(espeak: str, out_dir: Path, clip: Clip, seed: int, per_voice: bool = False) -> float:
     """Write one clip and return its duration in seconds."""
-    speed, pitch, amplitude, noise_dbfs, noise_seed = take_settings(seed, clip)
+    speed, pitch, amplitude, noise_dbfs, noise_seed = take_settings(seed, clip, per_voice)
     final = out_dir / clip.relative_path
     part = final.with_name(final.name + ".part")  # an interrupted build leaves no truncated .wav behind
     speak(espeak, part, espeak_voice(clip.voice), WORDS[clip.digit], speed, pitch, amplitude)
@@ -169,10 +173,15 @@ def render(espeak: str, out_dir: Path, clip: Clip, seed: int) -> float:
 
 
 def make_spoken_digits(
-    out_dir: Path | str, voices: int = 12, takes: int = 20, seed: int = 0, progress: bool = False
+    out_dir: Path | str,
+    voices: int = 12,
+    takes: int = 20,
+    seed: int = 0,
+    progress: bool = False,
+    tempo_per_voice: bool = False,
 ) -> dict[Path, float]:
     """Build the dataset in `out_dir` (new or empty): 10 digits x `voices` x `takes` clips. Returns each
-    clip's path and duration in seconds, in path order."""
+    clip's path and duration in seconds, in path order. `tempo_per_voice`: see `take_settings`."""
     espeak = find_espeak()
     out_dir = Path(out_dir)
     count = len(all_voices())
@@ -186,13 +195,15 @@ def make_spoken_digits(
     for word in WORDS:
         (out_dir / word).mkdir(parents=True, exist_ok=True)
     clips = [Clip(digit, voice, take) for voice in chosen for digit in range(10) for take in range(takes)]
-    return dict(sorted(_render_all(espeak, out_dir, clips, seed, progress)))
+    return dict(sorted(_render_all(espeak, out_dir, clips, seed, progress, tempo_per_voice)))
 
 
-def _render_all(espeak: str, out_dir: Path, clips: list[Clip], seed: int, progress: bool) -> list[tuple]:
+def _render_all(
+    espeak: str, out_dir: Path, clips: list[Clip], seed: int, progress: bool, per_voice: bool
+) -> list[tuple]:
     # Threads suffice: each clip is an espeak-ng process, and numpy releases the GIL for the noise.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        futures = {pool.submit(render, espeak, out_dir, clip, seed): clip for clip in clips}
+        futures = {pool.submit(render, espeak, out_dir, clip, seed, per_voice): clip for clip in clips}
         try:
             bar = tqdm(as_completed(futures), total=len(futures), unit="clip", disable=not progress)
             return [(out_dir / futures[future].relative_path, future.result()) for future in bar]
@@ -217,9 +228,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--voices", type=int, default=12, help=f"speakers, 1 to {len(all_voices())} (default 12)")
     parser.add_argument("--takes", type=int, default=20, help="clips per digit and voice (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="picks the voices and each take's settings (default 0)")
+    parser.add_argument(
+        "--tempo-per-voice", action="store_true", help="each voice at a tempo of its own (default: any tempo per take)"
+    )
     args = parser.parse_args(argv)
     try:
-        durations = make_spoken_digits(args.out_dir, args.voices, args.takes, args.seed, progress=True)
+        durations = make_spoken_digits(
+            args.out_dir, args.voices, args.takes, args.seed, progress=True, tempo_per_voice=args.tempo_per_voice
+        )
     except (RuntimeError, ValueError, OSError) as err:  # EspeakMissing is a RuntimeError
         sys.exit(f"spoken_digits: {err}")
     print(f"{args.out_dir}: {summary(durations)}; group speakers with --group '{GROUP_REGEX}'")

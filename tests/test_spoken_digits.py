@@ -104,3 +104,15 @@ def test_without_espeak_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path
         "spoken_digits: espeak-ng is not on PATH: install the Debian package (apt-get install espeak-ng)"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tempo_per_voice_keeps_each_voice_near_its_own_tempo() -> None:
+    def speeds(voice: str, per_voice: bool) -> list[int]:
+        clips = [spoken_digits.Clip(digit, voice, take) for digit in range(10) for take in range(5)]
+        return [spoken_digits.take_settings(0, clip, per_voice)[0] for clip in clips]
+
+    for voice in ("gb-f1", "rp-m7", "us-klatt2"):
+        own = speeds(voice, per_voice=True)
+        assert max(own) / min(own) <= 1.08 / 0.92 + 0.01  # one tempo, within 8%
+        assert max(speeds(voice, per_voice=False)) / min(speeds(voice, per_voice=False)) > 1.5  # any tempo per take
+    assert len({round(sum(speeds(v, True)) / 50, -1) for v in ("gb-f1", "rp-m7", "us-klatt2")}) == 3
