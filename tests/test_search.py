@@ -146,6 +146,7 @@ def test_tiny_search_end_to_end(
         return original(self, split)
 
     monkeypatch.setattr(FeatureStore, "load_split", recording)
+    monkeypatch.setenv("GENRE_SEARCH_RAY_DASHBOARD", "1")  # every server Ray starts listens on the loopback
     # Another Ray started on this machine (`ray start`): a search without --address starts its own.
     monkeypatch.setattr(upstream.LATEST_RAY_ADDRESS_FINDER, lambda *args: "127.0.0.1:9")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -537,3 +538,17 @@ def test_leaderboard_takes_a_config_ray_lost_from_the_trial_folder(tmp_path: Pat
     ]
     records = trial_records(results)
     assert [record.config for record in records] == [config, None]
+
+
+def test_the_ray_dashboard_is_left_out_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GENRE_SEARCH_RAY_DASHBOARD=0 (scripts, this suite): a local Ray without its dashboard."""
+    from ray.job_config import JobConfig
+
+    from search import ray_session
+
+    asked: dict = {}
+    monkeypatch.setattr(ray_session.ray, "init", lambda **options: asked.update(options))
+    for value, expected in (("0", False), ("1", True)):
+        monkeypatch.setenv(ray_session.DASHBOARD_SWITCH, value)
+        ray_session._init_local_ray(JobConfig())
+        assert asked["include_dashboard"] is expected and asked["dashboard_host"] == "127.0.0.1"

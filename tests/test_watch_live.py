@@ -336,6 +336,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> dict:
         # A trial's folder (its params.json) reaches the experiment folder with Ray Tune's saves of
         # the run, every 10 s by default: every second here.
         "TUNE_GLOBAL_CHECKPOINT_S": "1",
+        "GENRE_SEARCH_RAY_DASHBOARD": "1",  # its API is what this test reads
     }
     command = [
         sys.executable,
