@@ -1,7 +1,7 @@
 """Search benchmark: Ray Tune's overhead per trial, and the epochs ASHA spends against running every
 trial to the end, side by side in one run.
 
-    python -m tests.bench.bench_search [--data DIR] [--trials N] [--max-epochs N] [--skip-overhead]
+    python -m tests.bench.bench_search [--data DIR] [--trials N] [--max-epochs N] [--skip-overhead | --overhead-only]
 
 Targets (issues 4 and 30): under 1.5 s of overhead per trial by default (wall time of a search of
 many short trials, times the trial slots, minus the time inside their epochs, per trial), measured
@@ -91,11 +91,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, help="trials in the ASHA/FIFO comparison (default: cnn2d.yaml's)")
     parser.add_argument("--max-epochs", type=int, help="max epochs in the ASHA/FIFO comparison (default: cnn2d.yaml's)")
     parser.add_argument("--skip-overhead", action="store_true", help="only the ASHA/FIFO comparison")
+    parser.add_argument("--overhead-only", action="store_true", help="only the overhead per trial")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as storage:
         if not args.skip_overhead:
             overhead(args.data, Path(storage))
-        asha_against_fifo(args.data, Path(storage), args.trials, args.max_epochs)
+        if not args.overhead_only:
+            asha_against_fifo(args.data, Path(storage), args.trials, args.max_epochs)
 
 
 if __name__ == "__main__":
