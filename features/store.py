@@ -17,6 +17,7 @@ import numpy as np
 
 from common.errors import UserError
 from features.arrays import FitData, SplitArrays, TrainCopies
+from features.compute import silence_frame
 from features.settings import FeatureSetting
 
 STORE_FORMAT_VERSION = 3
@@ -122,6 +123,7 @@ class FeatureStore:
             classes=self.classes,
             setting=self.setting,
             train_copies=self.load_train_copies(),
+            silent_frame=silence_frame(self.setting),  # here, where librosa is loaded: not in every trial
         )
 
     def _read_arrays(self, f: h5py.File, group: str) -> SplitArrays:
