@@ -108,10 +108,13 @@ class FitData:
         return self.setting.frames_per_second
 
     @property
-    def silence(self) -> np.ndarray:
-        """(bins,) float32 raw features of a silent frame: what a too-short clip is padded with."""
+    def silence(self) -> np.ndarray | None:
+        """(bins,) float32 raw features of a silent frame: what a too-short clip is padded with;
+        None where librosa is not installed (the training mean pads then)."""
         if self.silent_frame is not None:
             return self.silent_frame
-        from features.compute import silence_frame  # librosa: loaded only where padding is needed
-
+        try:
+            from features.compute import silence_frame  # librosa: loaded only where padding is needed
+        except ImportError:
+            return None
         return silence_frame(self.setting)
