@@ -139,3 +139,15 @@ def wait_for(condition: Callable[[], bool], driver: subprocess.Popen, seconds: f
         assert driver.poll() is None, f"the driver ended early (exit code {driver.returncode})"
         assert time.time() < deadline, "timed out"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models: on a busy machine, torch's threads spin waiting
+    on each other (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,12 +27,7 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def clips_of(rng: np.random.Generator, lengths: np.ndarray, labels: np.ndarray, profiles: np.ndarray) -> SplitArrays:
