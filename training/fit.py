@@ -252,12 +252,12 @@ def _train_epoch(
     CPU wait for the GPU at each step.
     """
     model.train()
-    clips, starts = epoch_crops(run, progress)
+    clips, starts, frames = epoch_crops(run, progress)
     loss_sum = torch.zeros((), device=run.device)
     correct = torch.zeros((), dtype=torch.int64, device=run.device)
     weights, seen, lr = penalised(model), 0, 0.0
     for batch in range(run.steps_per_epoch):
-        x, targets = training_batch(run, progress, clips, starts, batch)
+        x, targets = training_batch(run, progress, clips, starts, frames, batch)
         lr = run.schedule.lr(progress.epoch * run.steps_per_epoch + batch, progress.plateau.scale)
         loss, logits = _step(run, model, optimizer, x, targets, lr, weights)
         loss_sum += loss * len(x)
@@ -266,8 +266,10 @@ def _train_epoch(
     return loss_sum.item() / seen, correct.item() / seen, lr
 
 
-def epoch_crops(run: Run, progress: Progress) -> tuple[torch.Tensor, torch.Tensor]:
-    """The epoch's shuffled random crops of the training clips, (row, start frame) beside them."""
+def epoch_crops(run: Run, progress: Progress) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The epoch's shuffled random crops of the training clips, (row, start frame) beside them, and
+    each batch's segment frames, worked out here on the CPU: not once per batch from its rows,
+    which on a GPU would wait for the device every step."""
     training = run.config.training
     train = run.train
     clips, starts = random_crops(
@@ -279,18 +281,22 @@ def epoch_crops(run: Run, progress: Progress) -> tuple[torch.Tensor, torch.Tenso
         training.batch_size,
         train.min_frames,
     )
-    home = run.train.frames.device
-    return to_device(clips, home), to_device(starts, home)
+    size, home = training.batch_size, run.train.frames.device
+    frames = [
+        batch_frames(train.lengths, clips[batch * size : (batch + 1) * size], run.segment_frames, train.min_frames)
+        for batch in range(run.steps_per_epoch)
+    ]
+    return to_device(clips, home), to_device(starts, home), frames
 
 
 def training_batch(
-    run: Run, progress: Progress, clips: torch.Tensor, starts: torch.Tensor, batch: int
+    run: Run, progress: Progress, clips: torch.Tensor, starts: torch.Tensor, frames: list[int], batch: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch `batch` of the epoch's shuffled crops, augmented, with one-hot (soft) targets."""
+    """Batch `batch` of the epoch's shuffled crops (`epoch_crops`), augmented, with one-hot (soft)
+    targets."""
     size = run.config.training.batch_size
     chosen = slice(batch * size, (batch + 1) * size)
-    frames = batch_frames(run.train.lengths, clips[chosen], run.segment_frames, run.train.min_frames)
-    x = gather(run.train, clips[chosen], starts[chosen], frames)
+    x = gather(run.train, clips[chosen], starts[chosen], frames[batch])
     labels = to_device(run.train.labels[clips[chosen]], run.device)
     targets = F.one_hot(labels, num_classes=run.n_classes).float()
     return augment_batch(x, targets, run.config.augment, run.gain_per_db, progress.generator, progress.rng)
