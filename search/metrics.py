@@ -9,7 +9,8 @@ default), far shorter than an epoch on real data, so the worker re-records its r
 last values every second until the trial ends.
 Per search, set by the driver: trials by status (tag `status`) and the best validation clip
 accuracy so far, tagged experiment. Ray has no call to export now: before the driver exits it waits
-until Ray's next export has sent the final values (flush_search), so the last scrape shows them."""
+until Ray's next export has sent the final values (flush_search), so the last scrape shows them;
+it waits after the leaderboard is printed, outside the search's recorded time."""
 
 from __future__ import annotations
 
@@ -113,10 +114,16 @@ def export_interval() -> float:
     return int(os.environ.get(EXPORT_INTERVAL_VARIABLE, "10000")) / 1000
 
 
+def seconds_to_final_export() -> float:
+    """How long until Ray has exported the search's last values: one export interval (and a margin)
+    after they last changed; 0 when that has passed already (or nothing was recorded)."""
+    if _search_last is None:
+        return 0.0
+    return max(0.0, _search_last[1] + export_interval() + EXPORT_MARGIN_SECONDS - time.monotonic())
+
+
 def flush_search() -> None:
-    """Wait until Ray has exported the search's last values: one export interval (and a margin)
-    after they last changed; at once when that has passed already."""
-    if _search_last is not None:
-        wait = _search_last[1] + export_interval() + EXPORT_MARGIN_SECONDS - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
+    """Wait until Ray has exported the search's last values (seconds_to_final_export)."""
+    wait = seconds_to_final_export()
+    if wait > 0:
+        time.sleep(wait)

@@ -93,11 +93,20 @@ class ResumableOptunaSearch(OptunaSearch):
     - a trial Ray resumes that the study has already closed: its further results change nothing
       Optuna uses, so they are dropped (Optuna would refuse them, ending the search);
     - the search's `num_samples` counts the trials the run snapshot holds: Ray's own count lives in
-      yet another file, so Ray is told to sample without end and this searcher says when to stop."""
+      yet another file, so Ray is told to sample without end and this searcher says when to stop.
+
+    It also proposes no more trials at once than the search has slots (Tune's `max_concurrent_trials`,
+    which Ray hands to `set_max_concurrency`): Ray Tune otherwise keeps one trial pending beside the
+    running ones, and starts a new worker for it whenever a slot is free; a trial shorter than that
+    start then hands its worker to the pending trial and the new worker is thrown away, again and
+    again, and the search runs one trial at a time. Counted here rather than by Ray's
+    ConcurrencyLimiter, whose restored count would keep a slot for a trial the run never resumed."""
 
     # Also for searchers pickled before these existed (resume).
     stop_log: StopLog | None = None
     first: list[tuple[str, dict[str, Any]]] = []
+    _max_live: int = 0  # 0: no limit
+    _live: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -113,11 +122,19 @@ class ResumableOptunaSearch(OptunaSearch):
         self.stop_log = stop_log  # shared with the scheduler and the progress callback (search.asha)
         self.first = list(first_trials)
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self._max_live = max_concurrent
+        return True  # this searcher keeps the limit: Ray's ConcurrencyLimiter passes everything through
+
     def suggest(self, trial_id: str) -> dict | str | None:
         if len(self._run_trials) >= self._num_samples:
             return Searcher.FINISHED
+        if self._max_live and len(self._live) >= self._max_live:
+            return None  # Ray asks again once a trial has ended
         self._run_trials.add(trial_id)
         config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            self._live = self._live | {trial_id}
         label = first_trial_label(config, self.first) if isinstance(config, dict) else None
         if label:
             upstream.optuna_search_trials(self)[trial_id].set_user_attr("label", label)
@@ -131,6 +148,7 @@ class ResumableOptunaSearch(OptunaSearch):
         """The study learns why the trial ended (StopLog): its last epoch's value as an intermediate
         value too (Ray reports none for the result a scheduler stops on), and a trial ASHA cut is
         pruned, at its last epoch's value, with `stop_reason`, `rung` and `cutoff` user attrs."""
+        self._live = self._live - {trial_id}
         record = self.stop_log.file(trial_id, result, error, stop_signal() is not None) if self.stop_log else None
         if self._open_in_study(trial_id):
             if record is not None:
@@ -144,6 +162,7 @@ class ResumableOptunaSearch(OptunaSearch):
         stop_log = self.stop_log  # this run's, shared with its scheduler and callback
         super().restore_from_dir(checkpoint_dir)
         self.stop_log = stop_log
+        self._live = frozenset()  # the trials Ray resumes come back without asking: none is counted
         snapshot = upstream.newest_run_state(Path(checkpoint_dir))  # Ray downloaded it there to resume
         self._run_trials = set(upstream.run_state_trials(snapshot, "trial_id")) if snapshot else set()
         asked, study = upstream.optuna_search_trials(self), upstream.optuna_search_study(self)

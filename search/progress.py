@@ -23,7 +23,7 @@ from common.trials import EPOCH, INTERRUPTED, LOSS, METRIC, rank_key, read_stops
 from search import dashboard
 from search.asha import StopLog
 from search.lifecycle import stop_signal
-from search.metrics import flush_search, record_search
+from search.metrics import record_search
 
 PRINT_EVERY_SECONDS = 30.0  # at most one line per this many seconds, unless a trial ended
 
@@ -215,8 +215,7 @@ class SearchProgress(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._file_the_rest(trials)
-        self._update(trials, every=0.0, ended=True)  # the last line, saying done
-        flush_search()
+        self._update(trials, every=0.0, ended=True)  # the last line, saying done (the final counts)
 
     def _file_the_rest(self, trials: list[Any]) -> None:
         """Trials Ray stopped all at once (the epoch budget spent, Ctrl-C) without telling the searcher

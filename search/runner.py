@@ -32,6 +32,7 @@ from search.lifecycle import (
     stoppable_fit,
     wall_clock,
 )
+from search.metrics import flush_search, seconds_to_final_export
 from search.optuna_search import ResumableOptunaSearch, SpaceSampler  # noqa: F401 (pickled names: below)
 from search.progress import print_where_to_watch
 from search.ray_session import start_ray
@@ -123,7 +124,18 @@ def _run(
     set_orphans_aside(experiment.local_dir, results)
     summarize(results, experiment.local_dir, space.search.max_epochs, interrupted=interrupted is not None)
     remote.upload(experiment)
+    if interrupted is None:  # a stopped search ends at once
+        wait_for_final_export()
     return SearchOutcome(experiment.local_dir, interrupted is not None, resume_command(experiment), interrupted)
+
+
+def wait_for_final_export() -> None:
+    """The metrics endpoint shows the final counts only after Ray's next export of the driver's
+    metrics (search.metrics): the driver waits for it, saying so, after the leaderboard."""
+    wait = seconds_to_final_export()
+    if wait >= 1:
+        print(f"Search metrics: Ray exports the final counts to the endpoint in {wait:.0f} s; exiting after that")
+    flush_search()
 
 
 def build_space_stores(request: SearchRequest) -> dict[FeatureSetting, Path]:

@@ -83,16 +83,25 @@ def build_tuner(
     trainable = tune.with_parameters(
         train_trial, stores=refs, failures_dir=failures, experiment=experiment.name, plugins=space.plugins
     )
-    trainable = tune.with_resources(trainable, _resources(space))
+    trainable = tune.with_resources(trainable, _resources(space, ray.cluster_resources()))
     if restore:
         return tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
     return _new_tuner(trainable, space, experiment, valid_clips)
 
 
-def _resources(space: Space) -> dict[str, float]:
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+def _resources(space: Space, cluster: dict[str, float]) -> dict[str, float]:
+    has_gpu = cluster.get("GPU", 0) > 0
     gpus = space.search.gpus_per_trial if has_gpu else 0.0
     return {"cpu": space.search.cpus_per_trial, "gpu": gpus}
+
+
+def trial_slots(space: Space, cluster: dict[str, float]) -> int:
+    """How many trials the cluster (Ray's resources when the search starts) runs side by side."""
+    trial = _resources(space, cluster)
+    slots = int(cluster.get("CPU", 0.0) // trial["cpu"])
+    if trial["gpu"]:
+        slots = min(slots, int(cluster.get("GPU", 0.0) // trial["gpu"]))
+    return max(1, slots)
 
 
 def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment, valid_clips: int) -> tune.Tuner:
@@ -107,6 +116,8 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment,
             search_alg=search_alg,
             scheduler=_scheduler(space, stop_log),
             num_samples=-1,  # without end: the searcher counts the trials (ResumableOptunaSearch says why)
+            # As many trials at once as there are slots, no more (ResumableOptunaSearch says why).
+            max_concurrent_trials=trial_slots(space, ray.cluster_resources()),
             reuse_actors=search.reuse_workers,  # SearchSettings says why not by default
             trial_name_creator=name,
             trial_dirname_creator=name,

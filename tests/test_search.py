@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import ray
 import yaml
+from ray.tune.search import ConcurrencyLimiter
 
 import run_search as search_command
 from common import experiment as experiments
@@ -28,6 +29,7 @@ from features.dataset import load_dataset
 from features.store import FeatureStore
 from reporting.trials import load_trials
 from search import lifecycle, optuna_search, runner
+from search import tuner as tuner_module
 from search.ray_session import auth_token_file
 from search.runner import SearchRequest, run_search
 from search.settings import SearchSettings
@@ -150,7 +152,9 @@ def test_tiny_search_end_to_end(
     # Another Ray started on this machine (`ray start`): a search without --address starts its own.
     monkeypatch.setattr(upstream.LATEST_RAY_ADDRESS_FINDER, lambda *args: "127.0.0.1:9")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    space = tiny_space(tmp_path, num_samples=6, max_epochs=4)
+    # Two trials at a time: ASHA cuts a trial that reaches a rung below the median of those before
+    # it, so what it cuts depends on the order the epochs arrive in; eight trials give it room.
+    space = tiny_space(tmp_path, num_samples=8, max_epochs=4)
     try:
         outcome = run_search(SearchRequest(space=str(space), data=str(tiny_data), storage=str(tmp_path), name="e2e"))
         # The local Ray the search started (still running) listens on the loopback address alone.
@@ -164,8 +168,8 @@ def test_tiny_search_end_to_end(
     folder = outcome.local_dir
     assert sorted(set(splits_read)) == ["train", "valid"]  # the test split is never loaded
     board = pd.read_csv(folder / "leaderboard.csv")
-    assert len(board) == 6 and (board["status"] != "error").all()
-    assert (board["epochs"] < 4).any(), "ASHA stopped no trial early"
+    assert len(board) == 8 and (board["status"] != "error").all()
+    assert (board["epochs"] < 4).any(), f"ASHA stopped no trial early:\n{board[['epochs', 'valid_clip_acc']]}"
     assert (board["epochs"] == 4).any()
     assert board["valid_clip_acc"].between(0, 1).all()
     best = json.loads((folder / "best_config.json").read_text())
@@ -464,6 +468,45 @@ def test_searcher_stops_at_num_samples() -> None:
     searcher = optuna_search.searcher(space, "count", optuna.storages.InMemoryStorage())
     assert [isinstance(searcher.suggest(t), dict) for t in "ab"] == [True, True]
     assert searcher.suggest("c") == optuna_search.Searcher.FINISHED
+
+
+def test_searcher_proposes_no_more_trials_than_slots_and_a_restored_one_counts_none(tmp_path: Path) -> None:
+    """Tune's max_concurrent_trials reaches the searcher (Ray's ConcurrencyLimiter hands it over): no
+    trial is proposed beside the running ones, for which Ray would start a worker every time a slot
+    frees and throw it away when a short trial's worker frees first. A restored searcher counts no
+    trial as running: the ones Ray resumes come back without it, and a count restored from its
+    snapshot could hold a slot for a trial never resumed."""
+    searcher = _tiny_searcher(tmp_path, num_samples=5)
+    limiter = ConcurrencyLimiter(searcher, max_concurrent=2)
+    assert isinstance(limiter.suggest("a"), dict) and isinstance(limiter.suggest("b"), dict)
+    assert limiter.suggest("c") is None  # both slots busy: Ray asks again later
+    limiter.on_trial_complete("a", {"valid_clip_acc": 0.5, "training_iteration": 1})
+    assert isinstance(limiter.suggest("c"), dict)
+    assert limiter.suggest("d") is None
+    searcher.save_to_dir(str(tmp_path), session_str="snapshot")
+    _write_run_snapshot(tmp_path, ["a", "b", "c"])
+    restored = _tiny_searcher(tmp_path, num_samples=5)
+    ConcurrencyLimiter(restored, max_concurrent=2)
+    restored.restore_from_dir(str(tmp_path))
+    assert isinstance(restored.suggest("d"), dict) and isinstance(restored.suggest("e"), dict)
+    assert restored.suggest("f") == optuna_search.Searcher.FINISHED
+
+
+@pytest.mark.parametrize(
+    ("cluster", "cpus", "gpus", "slots"),
+    [
+        ({"CPU": 2.0}, 1.0, 0.25, 2),
+        ({"CPU": 16.0}, 2.0, 0.25, 8),
+        ({"CPU": 16.0, "GPU": 1.0}, 1.0, 0.25, 4),
+        ({"CPU": 1.0}, 2.0, 0.25, 1),
+    ],
+)
+def test_trial_slots_follow_the_clusters_cpus_and_gpus(cluster: dict, cpus: float, gpus: float, slots: int) -> None:
+    space = load_space(SPACES_DIR / "cnn2d.yaml")
+    space = dataclasses.replace(
+        space, search=dataclasses.replace(space.search, cpus_per_trial=cpus, gpus_per_trial=gpus)
+    )
+    assert tuner_module.trial_slots(space, cluster) == slots
 
 
 def test_trial_folders_ray_did_not_resume_are_set_aside(tmp_path: Path) -> None:

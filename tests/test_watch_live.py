@@ -34,8 +34,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from common import experiment as experiments
 from common import upstream
 from common.trials import METRIC, TrialRecord, leaderboard_text, rank_key, read_stops, trial_rows
-from search import metrics
-from search import progress as progress_module
+from search import metrics, runner
 from search.asha import EPOCH_BUDGET, MAX_EPOCHS, RUNG_CUT, SCHEDULE_ENDED, RecordingASHA, StopLog, StopRecord
 from search.optuna_search import first_trial_label
 from search.progress import Plan, SearchProgress, progress_line, snapshot
@@ -191,7 +190,6 @@ def test_trials_the_epoch_budget_ended_are_filed_and_told_to_the_study(
     """Ray stops every trial at once when the budget is spent, telling neither the searcher nor the
     callbacks: the progress callback files them at the end, and tells the searcher (the study)."""
     monkeypatch.setattr(metrics, "_search_gauges", lambda: (Recorder([]), Recorder([])))
-    monkeypatch.setattr(progress_module, "flush_search", lambda: None)
     log = StopLog(max_epochs=4)
     log.budget_spent = True
     told = []
@@ -226,6 +224,8 @@ def test_rays_warning_for_trials_without_results_is_dropped_and_others_kept() ->
 
 
 def test_the_driver_waits_for_one_export_of_the_final_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last progress update records the final counts; the driver then waits for Ray's next export
+    of them (after the leaderboard, search.runner.wait_for_final_export)."""
     recorded, waits = [], []
     monkeypatch.setattr(metrics, "_search_gauges", lambda: (Recorder(recorded), Recorder([])))
     monkeypatch.setattr(metrics, "_search_last", None)
@@ -239,10 +239,14 @@ def test_the_driver_waits_for_one_export_of_the_final_counts(monkeypatch: pytest
     progress.on_experiment_end(trials)
     final = {tags["status"]: value for value, tags in recorded}
     assert final == {"pending": 0, "running": 0, "finished": 1, "stopped_early": 1, "errored": 0}
-    assert waits == [pytest.approx(3.0)]  # one export (2 s) and the margin (1 s) after the change at 103 s
+    assert waits == []  # not inside the search (its recorded time)
+    clock[0] = 103.5
+    runner.wait_for_final_export()
+    assert waits == [pytest.approx(2.5)]  # one export (2 s) and the margin (1 s) after the change at 103 s
     clock[0] = 110.0
-    progress.on_experiment_end(trials)  # unchanged since, and exported since: no wait
-    assert waits == [pytest.approx(3.0)]
+    progress.on_experiment_end(trials)
+    runner.wait_for_final_export()  # unchanged since, and exported since: no wait
+    assert waits == [pytest.approx(2.5)]
 
 
 class Recorder:
