@@ -74,6 +74,10 @@ def build_tuner(
     # Ray's own output off (verbose=0 still prints a header box, whose "Number of trials" is
     # 9223372036854775807 for num_samples=-1): Ray's switch to its older output, silent at verbose=0.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # Ray warns, three lines at a time, when a trial's checkpoints force a snapshot of the run within
+    # 5 s of the last one: search.keep_checkpoints forces them on purpose (below), and the snapshot is
+    # a small file. The warning is off unless the user sets it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The driver loads train and valid only; trials get them from the object store, never from disk.
     data = {setting.name: FeatureStore(path).load_fit_data() for setting, path in stores.items()}
     refs = {name: ray.put(fit_data) for name, fit_data in data.items()}
