@@ -4,6 +4,10 @@ every family's outputs, one optimizer step, and a seeded run's validation curve.
 from __future__ import annotations
 
 import copy
+import importlib
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,8 +16,10 @@ import torch.nn.functional as F
 
 import models
 from tests.test_training import curves, make_config, make_data
-from training import fit
+from training import TrialConfig, fit
 from training.fast import evaluation_model, no_gradients, training_layout
+
+fit_module = importlib.import_module("training.fit")  # the module: `training.fit` is the function
 
 # family → (params, bins, frames): small members of each family, inputs they fit
 FAMILIES = {
@@ -97,3 +103,46 @@ def test_a_seeded_run_has_the_same_validation_curve_on_both_paths(arch):
         assert plain.keys() == fast.keys()
         for key in plain:
             np.testing.assert_allclose(fast[key], plain[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+# A 40 MB tensor (an activation's size) allocated, touched and freed four times; the minor page
+# faults of the last two (the heap settles in the first two).
+REALLOCATION_FAULTS = """
+import resource, sys
+import torch
+from training.fast import keep_freed_memory
+if sys.argv[1] == "kept":
+    assert keep_freed_memory()
+torch.ones(10_000_000)
+torch.ones(10_000_000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(2):
+    torch.ones(10_000_000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc only")
+def test_kept_memory_serves_the_next_allocation_without_page_faults():
+    """By default glibc gives a large allocation fresh pages each time (a page fault per 4 KiB on first
+    touch); on the fast path the process keeps what it freed. Each in a process of its own: the
+    setting is process-wide."""
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    faults = {}
+    for mode in ("default", "kept"):
+        done = subprocess.run([sys.executable, "-c", REALLOCATION_FAULTS, mode], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        faults[mode] = int(done.stdout)
+    assert faults["default"] > 10_000  # 2 x 40 MB of fresh pages: about 19,500 faults
+    assert faults["kept"] < 500, faults
+
+
+@pytest.mark.parametrize(("fast", "device", "kept"), [(True, "cpu", True), (False, "cpu", False)])
+def test_the_fast_path_keeps_freed_memory_on_the_cpu(fast, device, kept, monkeypatch):
+    calls = []
+    monkeypatch.setattr(fit_module, "keep_freed_memory", lambda: calls.append(1))
+    raw = make_config(model={"arch": "cnn2d", "params": {"depth": 2, "channels": 8}}, training={"fast_path": fast})
+    config = TrialConfig.from_dict(raw)
+    fit_module._prepare_run(config, make_data(), torch.device(device), config.segment_frames, True)
+    assert bool(calls) == kept

@@ -1,9 +1,13 @@
-"""The fast path's layouts and evaluation copies (`training.fast_path`, on by default): the same
-numbers as the plain path within float rounding, in less time (tests/bench/bench_speed.py measures)."""
+"""The fast path's layouts, evaluation copies and memory allocator settings (`training.fast_path`,
+on by default): the same numbers as the plain path within float rounding, in less time
+(tests/bench/bench_speed.py measures)."""
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
+import platform
 import warnings
 from contextlib import AbstractContextManager
 
@@ -12,6 +16,26 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from models.blocks import ConvBlock2d
+
+# glibc's mallopt parameters (malloc.h) and the values the fast path sets.
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+KEPT_FREE_BYTES = 1 << 30  # free memory at the heap's top kept, up to this, instead of given back
+TOP_PAD_BYTES = 64 << 20  # the heap grows by this much more than asked, fewer growths
+
+
+def keep_freed_memory() -> bool:
+    """Make this process keep the memory it frees for its next allocations (glibc's malloc; False,
+    and nothing changed, elsewhere). By default glibc gives an allocation above 128 KiB pages of its
+    own from the kernel and hands them back when freed: every training step's activations, tens of
+    MB each, came back as fresh pages the kernel zeroed on first touch, 7,000-50,000 page faults and
+    up to a fifth of a CPU step. Kept, the same pages serve every step; the process holds its
+    peak use until it ends (a trial's worker, the report's retraining). Process-wide: set once a
+    CPU trial starts on the fast path."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, KEPT_FREE_BYTES), (M_TOP_PAD, TOP_PAD_BYTES))
+    return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
 
 
 def training_layout(model: nn.Module, fast: bool) -> nn.Module:

@@ -20,7 +20,7 @@ from features.arrays import STD_FLOOR, FitData
 from training.augment import augment_batch
 from training.config import TrialConfig
 from training.evaluate import ClipEvaluation, evaluate_prepared
-from training.fast import training_layout
+from training.fast import keep_freed_memory, training_layout
 from training.optim import l1_penalty, make_optimizer, penalised
 from training.schedules import Schedule, plateau_update
 from training.segments import (
@@ -148,6 +148,8 @@ def _prepare_run(config: TrialConfig, data: FitData, device: torch.device, segme
     """Both splits ready for batches: normalised once and kept on a GPU when they fit there, else
     shared as stored and normalised batch by batch (`training.segments.prepare_split`)."""
     training = config.training
+    if training.fast_path and device.type == "cpu":
+        keep_freed_memory()
     shortest, silence = config.min_frames, data.silence
     train = prepare_train(data.train, data.train_copies, data.mean, data.std, device, shortest, silence)
     valid = prepare_split(data.valid, data.mean, data.std, device, shortest, silence=silence) if validate else None

@@ -8,7 +8,8 @@ Each family runs at the shipped spaces' typical settings on synthetic clips shap
 set (152 training clips, 64 validation clips of 30 s). Each repeat times (on the CPU: the process's
 CPU time, which other jobs on a shared machine do not inflate) `--steps` training steps
 and `--steps` validation batches through `training.fit`'s own functions, plain and fast one after
-the other (interleaved, so a shared machine's load hits both alike), and scales them to an epoch by
+the other (interleaved, so a shared machine's load hits both alike; each path in a process of its
+own, as the fast path sets the process's memory allocator), and scales them to an epoch by
 the epoch's step and batch counts; validation's per-epoch cost of folding the model is included.
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` (training forward + backward,
 validation forward). The machine's own rates are measured in the same run: a 1024x1024 float32
@@ -18,11 +19,14 @@ matrix product and a 3x3 convolution. On CUDA, `--bf16` adds rows with bfloat16 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import multiprocessing
 import os
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,25 +202,55 @@ class Path:
         return train, fold + valid * len(self.segments[0]) / timed
 
 
+# The path this process times (a worker of `measure`): each path runs in a process of its own, so
+# that the fast path's process-wide settings (its memory allocator's, `keep_freed_memory`) do not
+# reach the plain path, which stays today's code as it ran.
+_timed: Path | None = None
+
+
+def _start_path(name: str, fast: bool, precision: str, device: str, threads: int) -> None:
+    global _timed
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    config = family_config(name, fast, precision)
+    _timed = Path.of(config, synthetic_data(family_config(name, True).features), torch.device(device))
+    _timed.train_steps(1)  # warm-up: first-call allocations and oneDNN's kernel choice
+    _timed.valid_batches(_timed.fold(), 1)
+
+
+def _path_flops() -> tuple[tuple[float, float], int, int]:
+    assert _timed is not None
+    return _timed.epoch_flops(), _timed.run.steps_per_epoch, len(_timed.segments[0])
+
+
+def _path_seconds(steps: int) -> tuple[float, float]:
+    assert _timed is not None
+    return _timed.epoch_seconds(steps)
+
+
 def measure(name: str, args: argparse.Namespace, precision: str) -> dict[str, dict]:
-    """Both paths of family `name`: FLOPs, and per repeat the seconds, interleaved in turns."""
-    device = torch.device(args.device)
-    data = synthetic_data(family_config(name, True).features)
-    paths = {fast: Path.of(family_config(name, fast, precision), data, device) for fast in (False, True)}
+    """Both paths of family `name`, each in a process of its own: FLOPs, and per repeat the seconds,
+    interleaved in turns (one process works while the other waits)."""
+    spawn = multiprocessing.get_context("spawn")
     results: dict[str, dict] = {}
-    for fast, path in paths.items():
-        path.train_steps(1)  # warm-up: first-call allocations and oneDNN's kernel choice
-        path.valid_batches(path.fold(), 1)
-        results["fast" if fast else "plain"] = {"flops": path.epoch_flops(), "train": [], "valid": []}
-    for repeat in range(args.repeats):
-        order = (False, True) if repeat % 2 == 0 else (True, False)  # ABBA: drift hits both alike
-        for fast in order:
-            path = paths[fast]
-            train, valid = path.epoch_seconds(args.steps)
-            results["fast" if fast else "plain"]["train"].append(train)
-            results["fast" if fast else "plain"]["valid"].append(valid)
-    results["steps_per_epoch"] = paths[True].run.steps_per_epoch
-    results["segments"] = len(paths[True].segments[0])
+    with contextlib.ExitStack() as stack:
+        pools = {
+            fast: stack.enter_context(
+                ProcessPoolExecutor(
+                    1, spawn, initializer=_start_path, initargs=(name, fast, precision, args.device, args.threads)
+                )
+            )
+            for fast in (False, True)
+        }
+        for fast, pool in pools.items():
+            flops, results["steps_per_epoch"], results["segments"] = pool.submit(_path_flops).result()
+            results["fast" if fast else "plain"] = {"flops": flops, "train": [], "valid": []}
+        for repeat in range(args.repeats):
+            order = (False, True) if repeat % 2 == 0 else (True, False)  # ABBA: drift hits both alike
+            for fast in order:
+                train, valid = pools[fast].submit(_path_seconds, args.steps).result()
+                results["fast" if fast else "plain"]["train"].append(train)
+                results["fast" if fast else "plain"]["valid"].append(valid)
     return results
 
 
