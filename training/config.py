@@ -98,9 +98,9 @@ class TrainingConfig:
     seed: int = 0
     precision: Precision = "fp32"  # bf16: mixed precision, for GPUs with bfloat16 units (and CPUs)
     # True: 2D kernels in channels_last and conv blocks pooling before their ReLU; validation by a
-    # copy with batch norms folded into the convolutions, under inference mode (training.fast).
-    # The same numbers within float rounding, faster (tests/bench/bench_speed.py). False: the
-    # plain path, kept to measure against.
+    # copy with batch norms folded into the convolutions, under inference mode; on the CPU the
+    # process keeps the memory it frees (training.fast). The same numbers within float rounding,
+    # faster (tests/bench/bench_speed.py). False: the plain path, kept to measure against.
     fast_path: bool = True
 
     def __post_init__(self) -> None:

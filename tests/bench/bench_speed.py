@@ -2,7 +2,7 @@
 achieved GFLOP/s on the plain path and the fast path (`training.fast_path`), side by side.
 
     python -m tests.bench.bench_speed [--steps N] [--repeats N] [--threads N] [--family NAME ...]
-                                      [--device cpu|cuda] [--bf16]
+                                      [--device cpu|cuda] [--bf16] [--in-thread]
 
 Each family runs at the shipped spaces' typical settings on synthetic clips shaped like the default
 set (152 training clips, 64 validation clips of 30 s). Each repeat times (on the CPU: the process's
@@ -14,6 +14,8 @@ the epoch's step and batch counts; validation's per-epoch cost of folding the mo
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` (training forward + backward,
 validation forward). The machine's own rates are measured in the same run: a 1024x1024 float32
 matrix product and a 3x3 convolution. On CUDA, `--bf16` adds rows with bfloat16 autocast.
+`--in-thread` runs each path's steps in a thread of its own, as Ray Tune runs a trial's function
+(glibc's malloc serves such a thread from an arena of its own, which gives memory back sooner).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -206,39 +209,50 @@ class Path:
 # that the fast path's process-wide settings (its memory allocator's, `keep_freed_memory`) do not
 # reach the plain path, which stays today's code as it ran.
 _timed: Path | None = None
+_thread: ThreadPoolExecutor | None = None  # --in-thread: the one thread the path's work runs in
 
 
-def _start_path(name: str, fast: bool, precision: str, device: str, threads: int) -> None:
-    global _timed
+def _start_path(name: str, fast: bool, precision: str, device: str, threads: int, in_thread: bool) -> None:
+    global _timed, _thread
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
+    _thread = ThreadPoolExecutor(1) if in_thread else None
+    _timed = _run(_build_path, name, fast, precision, device)
+
+
+def _build_path(name: str, fast: bool, precision: str, device: str) -> Path:
     config = family_config(name, fast, precision)
-    _timed = Path.of(config, synthetic_data(family_config(name, True).features), torch.device(device))
-    _timed.train_steps(1)  # warm-up: first-call allocations and oneDNN's kernel choice
-    _timed.valid_batches(_timed.fold(), 1)
+    path = Path.of(config, synthetic_data(family_config(name, True).features), torch.device(device))
+    path.train_steps(1)  # warm-up: first-call allocations and oneDNN's kernel choice
+    path.valid_batches(path.fold(), 1)
+    return path
+
+
+def _run(function: Callable, *args: object) -> Any:
+    """`function(*args)` in this process's path thread (--in-thread), else here."""
+    return _thread.submit(function, *args).result() if _thread else function(*args)
 
 
 def _path_flops() -> tuple[tuple[float, float], int, int]:
     assert _timed is not None
-    return _timed.epoch_flops(), _timed.run.steps_per_epoch, len(_timed.segments[0])
+    return _run(_timed.epoch_flops), _timed.run.steps_per_epoch, len(_timed.segments[0])
 
 
 def _path_seconds(steps: int) -> tuple[float, float]:
     assert _timed is not None
-    return _timed.epoch_seconds(steps)
+    return _run(_timed.epoch_seconds, steps)
 
 
 def measure(name: str, args: argparse.Namespace, precision: str) -> dict[str, dict]:
     """Both paths of family `name`, each in a process of its own: FLOPs, and per repeat the seconds,
     interleaved in turns (one process works while the other waits)."""
     spawn = multiprocessing.get_context("spawn")
+    setup = (args.device, args.threads, args.in_thread)
     results: dict[str, dict] = {}
     with contextlib.ExitStack() as stack:
         pools = {
             fast: stack.enter_context(
-                ProcessPoolExecutor(
-                    1, spawn, initializer=_start_path, initargs=(name, fast, precision, args.device, args.threads)
-                )
+                ProcessPoolExecutor(1, spawn, initializer=_start_path, initargs=(name, fast, precision, *setup))
             )
             for fast in (False, True)
         }
@@ -287,6 +301,11 @@ def main() -> None:
     parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--bf16", action="store_true", help="CUDA: rows with bfloat16 autocast too")
+    parser.add_argument(
+        "--in-thread",
+        action="store_true",
+        help="run each path's work in a thread of its own, as a Ray trial runs fit()",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -300,6 +319,8 @@ def main() -> None:
         f"{args.steps} steps and {args.steps} validation batches timed ({clock}) per repeat, scaled to an epoch by its"
     )
     print(f"step and batch counts; {args.repeats} repeats, plain and fast interleaved (plain first, then fast first)")
+    where = "a thread of their own (as in a Ray trial)" if args.in_thread else "the main thread"
+    print(f"each path in a process of its own, its work in {where}")
     print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     print(HEADER)
     for name in args.family:
