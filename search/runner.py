@@ -3,6 +3,7 @@ Optuna's TPE proposing configs and ASHA stopping weak trials, each trial one `fi
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,8 +135,9 @@ def wait_for_final_export() -> None:
     metrics (search.metrics): the driver waits for it, saying so, after the leaderboard."""
     wait = seconds_to_final_export()
     if wait >= 1:
-        print(f"Search metrics: Ray exports the final counts to the endpoint in {wait:.0f} s; exiting after that")
-    flush_search()
+        print(f"Search metrics: Ray exports the final counts to the endpoint in {wait:.0f} s (Ctrl-C skips the wait)")
+    with contextlib.suppress(KeyboardInterrupt):  # the search has ended and is saved: Ctrl-C only skips the wait
+        flush_search()
 
 
 def build_space_stores(request: SearchRequest) -> dict[FeatureSetting, Path]:

@@ -249,6 +249,18 @@ def test_the_driver_waits_for_one_export_of_the_final_counts(monkeypatch: pytest
     assert waits == [pytest.approx(2.5)]
 
 
+def test_ctrl_c_skips_the_wait_for_the_final_export(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The search has ended and is saved when the driver waits: Ctrl-C ends the wait, not the search."""
+    monkeypatch.setattr(runner, "seconds_to_final_export", lambda: 9.0)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "flush_search", interrupted)
+    runner.wait_for_final_export()
+    assert "in 9 s (Ctrl-C skips the wait)" in capsys.readouterr().out
+
+
 class Recorder:
     def __init__(self, into: list) -> None:
         self.into = into
