@@ -87,10 +87,11 @@ def build_tuner(
     trainable = tune.with_parameters(
         train_trial, stores=refs, failures_dir=failures, experiment=experiment.name, plugins=space.plugins
     )
-    trainable = tune.with_resources(trainable, _resources(space, ray.cluster_resources()))
+    cluster = ray.cluster_resources()
+    trainable = tune.with_resources(trainable, _resources(space, cluster))
     if restore:
         return tune.Tuner.restore(experiment.uri, trainable=trainable, resume_unfinished=True)
-    return _new_tuner(trainable, space, experiment, valid_clips)
+    return _new_tuner(trainable, space, experiment, valid_clips, trial_slots(space, cluster))
 
 
 def _resources(space: Space, cluster: dict[str, float]) -> dict[str, float]:
@@ -108,7 +109,9 @@ def trial_slots(space: Space, cluster: dict[str, float]) -> int:
     return max(1, slots)
 
 
-def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment, valid_clips: int) -> tune.Tuner:
+def _new_tuner(
+    trainable: Any, space: Space, experiment: experiments.Experiment, valid_clips: int, slots: int
+) -> tune.Tuner:
     search = space.search
     stop_log = StopLog(search.max_epochs)  # one object in all four: tuner.pkl keeps them shared on resume
     plan = Plan(search.num_samples, search.max_epochs, search.epoch_budget, valid_clips)
@@ -121,7 +124,7 @@ def _new_tuner(trainable: Any, space: Space, experiment: experiments.Experiment,
             scheduler=_scheduler(space, stop_log),
             num_samples=-1,  # without end: the searcher counts the trials (ResumableOptunaSearch says why)
             # As many trials at once as there are slots, no more (ResumableOptunaSearch says why).
-            max_concurrent_trials=trial_slots(space, ray.cluster_resources()),
+            max_concurrent_trials=slots,
             reuse_actors=search.reuse_workers,  # SearchSettings says why not by default
             trial_name_creator=name,
             trial_dirname_creator=name,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import ctypes.util
+import functools
 import platform
 import warnings
 from contextlib import AbstractContextManager
@@ -23,14 +24,15 @@ KEPT_FREE_BYTES = 1 << 30  # free memory at the heap's top kept, up to this, ins
 TOP_PAD_BYTES = 64 << 20  # the heap grows by this much more than asked, fewer growths
 
 
+@functools.cache  # process-wide: once is enough
 def keep_freed_memory() -> bool:
     """Make this process keep the memory it frees for its next allocations (glibc's malloc; False,
     and nothing changed, elsewhere). By default glibc gives an allocation above 128 KiB pages of its
     own from the kernel and hands them back when freed: every training step's activations, tens of
     MB each, came back as fresh pages the kernel zeroed on first touch, 7,000-50,000 page faults and
     up to a fifth of a CPU step. Kept, the same pages serve every step; the process holds its
-    peak use until it ends (a trial's worker, the report's retraining). Process-wide: set once a
-    CPU trial starts on the fast path."""
+    peak use until it ends (a trial's worker, the report's retraining). Set when a CPU run starts
+    on the fast path."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
