@@ -111,10 +111,14 @@ class FitData:
     def silence(self) -> np.ndarray | None:
         """(bins,) float32 raw features of a silent frame: what a too-short clip is padded with;
         None where librosa is not installed (the training mean pads then)."""
-        if self.silent_frame is not None:
-            return self.silent_frame
-        try:
-            from features.compute import silence_frame  # librosa: loaded only where padding is needed
-        except ImportError:
-            return None
-        return silence_frame(self.setting)
+        return self.silent_frame if self.silent_frame is not None else silent_frame_of(self.setting)
+
+
+def silent_frame_of(setting: FeatureSetting) -> np.ndarray | None:
+    """The setting's silent frame (features.compute), or None where librosa is not installed (a GPU
+    machine given the stores): short clips are then padded with the training mean."""
+    try:
+        from features.compute import silence_frame  # librosa: loaded only where padding is needed
+    except ImportError:
+        return None
+    return silence_frame(setting)

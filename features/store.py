@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from common.errors import UserError
-from features.arrays import FitData, SplitArrays, TrainCopies
+from features.arrays import FitData, SplitArrays, TrainCopies, silent_frame_of
 from features.settings import FeatureSetting
 
 STORE_FORMAT_VERSION = 3
@@ -122,7 +122,7 @@ class FeatureStore:
             classes=self.classes,
             setting=self.setting,
             train_copies=self.load_train_copies(),
-            silent_frame=_silence(self.setting),  # here, once: not in every trial's worker
+            silent_frame=silent_frame_of(self.setting),  # here, once: not in every trial's worker
         )
 
     def _read_arrays(self, f: h5py.File, group: str) -> SplitArrays:
@@ -178,13 +178,3 @@ def metadata_digest(attrs: Mapping[str, Any]) -> str:
 # Attributes stored as JSON text: the store describes itself (and lists its arrays' checksums).
 JSON_ATTRS = ("setting", "classes", "dataset", "versions", "skipped", "counts", "digests")
 CHECKSUM_ATTR = "checksum"  # metadata_digest of the other attributes
-
-
-def _silence(setting: FeatureSetting) -> np.ndarray | None:
-    """The setting's silent frame (features.compute), or None where librosa is not installed (a GPU
-    machine given the stores): short clips are then padded with the training mean."""
-    try:
-        from features.compute import silence_frame  # librosa: not needed to read a store
-    except ImportError:
-        return None
-    return silence_frame(setting)

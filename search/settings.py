@@ -39,7 +39,7 @@ class SearchSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.25  # only where CUDA is present: 0.25 lets four small CNNs share a GPU
     max_failures: int = 1  # retries of a failed trial, from its last checkpoint
-    # A new trial runs in a finished trial's worker process (about 4.5 s less per trial on 2 cores,
+    # A new trial runs in a finished trial's worker process (about 3.5 s less per trial on 2 cores,
     # tests/bench/bench_search.py: no new process importing torch and Ray Tune). Ray's dashboard
     # names a worker after its first trial (an actor's repr is read once); each trial's start is
     # a line of its worker's log. false: a worker of its own for every trial.
